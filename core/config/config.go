@@ -1,0 +1,159 @@
+// Package config decodes and checks wproxy's configuration file.
+//
+// A configuration goes through a fixed sequence: decode strictly (an unknown
+// field is an error), apply defaults, validate (every problem is reported,
+// each with its file, line and field path), and check that the module files
+// it names can be read. Compiling and initialising modules is the caller's
+// step (core/server), which reports through the same Error type.
+//
+// The field reference lives in docs/config.md; every field below states its
+// default, and the zero value of a field means its default.
+package config
+
+import (
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Listeners accept client connections. At least one.
+	Listeners []Listener `yaml:"listeners"`
+	// Pools are named groups of backends with a balancing policy. The map
+	// key is the pool's name: lowercase letters, digits, '_' and '-'.
+	Pools map[string]*Pool `yaml:"pools"`
+	// Timeouts apply to every listener and pool.
+	Timeouts Timeouts `yaml:"timeouts"`
+	// Wasm configures the WebAssembly runtime that runs the modules.
+	Wasm Wasm `yaml:"wasm"`
+
+	// File is the path the configuration was read from, for messages.
+	File string `yaml:"-"`
+	// Dir is the directory relative module paths are resolved against.
+	Dir string `yaml:"-"`
+
+	root *yaml.Node // the document, for the line numbers of messages
+}
+
+// Listener is an HTTP/1.1 listener and its routes.
+type Listener struct {
+	// Name identifies the listener in logs. Default "listener-N" (N from 0
+	// in file order). Unique.
+	Name string `yaml:"name"`
+	// Address is host:port to listen on; an empty host means every
+	// interface, port 0 a free port. Required.
+	Address string `yaml:"address"`
+	// Routes send requests to pools. At least one. The most specific route
+	// wins: an exact host before a wildcard host before any host, then the
+	// longest path prefix.
+	Routes []Route `yaml:"routes"`
+}
+
+// Route matches requests by host and path prefix.
+type Route struct {
+	// Host matches the request's host (port ignored, case-insensitive):
+	// "example.com" exactly, "*.example.com" any subdomain. Default: any.
+	Host string `yaml:"host"`
+	// PathPrefix matches paths that start with it. Default "/".
+	PathPrefix string `yaml:"path_prefix"`
+	// Pool names the pool that serves matching requests. Required.
+	Pool string `yaml:"pool"`
+}
+
+// Pool is a set of backends and the policy that balances over them.
+type Pool struct {
+	// Policy is the balancing module: the name of a built-in module
+	// ("round_robin") or the path of a .wasm file, relative to the
+	// configuration file's directory. Default "round_robin".
+	Policy string `yaml:"policy"`
+	// PolicyConfig is handed to the module's init call, as JSON. Free-form;
+	// the module documents its fields. Default: none (the module gets {}).
+	PolicyConfig any `yaml:"policy_config"`
+	// HashKey selects what a request's hash is computed from, for policies
+	// that hash: a list of "header:NAME", "cookie:NAME", "query:NAME",
+	// "client_ip", "host", "path". Several sources are combined; the key is
+	// present only when every source is. Default: none.
+	HashKey []string `yaml:"hash_key"`
+	// Backends are the pool's servers. At least one.
+	Backends []Backend `yaml:"backends"`
+	// MaxIdleConns bounds the idle upstream connections kept per backend.
+	// Default 64.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// IdleConnTimeout closes an upstream connection idle for this long.
+	// Keep it below the backends' own keep-alive timeout. Default 60s.
+	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+
+	hashKey []HashSource // parsed HashKey
+}
+
+// Backend is one server of a pool.
+type Backend struct {
+	// Address is host:port of the server. Required.
+	Address string `yaml:"address"`
+	// Weight is the backend's share relative to the pool's other backends,
+	// 1 to 1000000. Default 1.
+	Weight uint32 `yaml:"weight"`
+	// Zone is a locality label that policies may use. Default: none.
+	Zone string `yaml:"zone"`
+	// Meta is free-form metadata handed to the policy. Default: none.
+	Meta map[string]string `yaml:"meta"`
+}
+
+// Timeouts bound every phase of a request.
+type Timeouts struct {
+	// Connect bounds dialing a backend; on expiry the request gets 502.
+	// Default 5s.
+	Connect time.Duration `yaml:"connect"`
+	// ResponseHeader bounds the wait for a backend's response header after
+	// the request was sent; on expiry the request gets 504. Default 60s.
+	ResponseHeader time.Duration `yaml:"response_header"`
+	// ClientHeader bounds reading a request's header from a client.
+	// Default 10s.
+	ClientHeader time.Duration `yaml:"client_header"`
+	// ClientBody bounds the pause between two reads of a request body from
+	// a client (not the whole upload). Default 60s.
+	ClientBody time.Duration `yaml:"client_body"`
+	// ClientIdle closes a keep-alive client connection idle for this long.
+	// Default 120s.
+	ClientIdle time.Duration `yaml:"client_idle"`
+	// Shutdown bounds the graceful drain on SIGTERM: in-flight requests get
+	// this long to finish before connections are closed. Default 30s.
+	Shutdown time.Duration `yaml:"shutdown"`
+}
+
+// Wasm configures the WebAssembly runtime.
+type Wasm struct {
+	// CacheDir keeps compiled modules across restarts. "off" disables the
+	// disk cache. Default: the user cache directory's wproxy/wasm
+	// ($XDG_CACHE_HOME/wproxy/wasm or ~/.cache/wproxy/wasm).
+	CacheDir string `yaml:"cache_dir"`
+	// MaxMemoryMB caps each module instance's memory, in MiB (1 to 4096).
+	// Default 64.
+	MaxMemoryMB int `yaml:"max_memory_mb"`
+}
+
+// Defaults.
+const (
+	DefaultPolicy          = "round_robin"
+	DefaultWeight          = 1
+	MaxWeight              = 1_000_000
+	DefaultMaxIdleConns    = 64
+	DefaultIdleConnTimeout = 60 * time.Second
+	DefaultConnect         = 5 * time.Second
+	DefaultResponseHeader  = 60 * time.Second
+	DefaultClientHeader    = 10 * time.Second
+	DefaultClientBody      = 60 * time.Second
+	DefaultClientIdle      = 120 * time.Second
+	DefaultShutdown        = 30 * time.Second
+	DefaultMaxMemoryMB     = 64
+)
+
+// HashSource is one part of a pool's hash key.
+type HashSource struct {
+	Kind string // "header", "cookie", "query", "client_ip", "host" or "path"
+	Name string // the header, cookie or query parameter name
+}
+
+// HashSources returns the parsed hash_key of a validated pool.
+func (p *Pool) HashSources() []HashSource { return p.hashKey }

@@ -1,0 +1,325 @@
+package lbhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wproxy/wproxy/hostabi/wasmhost"
+	"github.com/wproxy/wproxy/hostabi/wire"
+	"github.com/wproxy/wproxy/internal/gowasm"
+	policieswasm "github.com/wproxy/wproxy/policies-wasm"
+	"github.com/wproxy/wproxy/policies-wasm/round_robin/swrr"
+	"github.com/wproxy/wproxy/sdk/go/lb"
+)
+
+func newRuntime(tb testing.TB) *wasmhost.Runtime {
+	tb.Helper()
+	rt, err := wasmhost.New(context.Background(), wasmhost.Config{CacheDir: gowasm.CacheDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rt.Close(context.Background()) })
+	return rt
+}
+
+func roundRobin(tb testing.TB, rt *wasmhost.Runtime) *wasmhost.Module {
+	tb.Helper()
+	wasm, ok := policieswasm.Lookup("round_robin")
+	if !ok {
+		tb.Fatal("round_robin is not embedded")
+	}
+	m, err := Load(context.Background(), rt, "round_robin", wasm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func testSet(tb testing.TB, version uint64, weights ...uint32) *Set[string] {
+	tb.Helper()
+	items := make([]string, len(weights))
+	eps := make([]wire.Endpoint, len(weights))
+	for i, w := range weights {
+		items[i] = string(rune('a' + i))
+		eps[i] = wire.Endpoint{Address: fmt.Sprintf("10.0.0.%d:80", i+1), Weight: w}
+	}
+	s, err := NewSet(version, items, eps)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestRoundRobinSequence(t *testing.T) {
+	rt := newRuntime(t)
+	b, err := New(roundRobin(t, rt), []byte("{}"), testSet(t, 1, 5, 1, 1), Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var got strings.Builder
+	for seq := range uint64(14) {
+		it, err := b.Pick(0, seq, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString(it)
+	}
+	if got.String() != "aabacaaaabacaa" {
+		t.Fatalf("sequence %q, want aabacaa twice", got.String())
+	}
+}
+
+// Concurrent picks over several instances stay exact because the rotation
+// follows the sequence number.
+func TestRoundRobinExactUnderConcurrency(t *testing.T) {
+	rt := newRuntime(t)
+	b, err := New(roundRobin(t, rt), nil, testSet(t, 1, 5, 1, 1), Options{Name: "test", MaxInstances: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var (
+		mu     sync.Mutex
+		counts = map[string]int{}
+		wg     sync.WaitGroup
+		next   = make(chan uint64)
+	)
+	for range 50 {
+		wg.Go(func() {
+			for seq := range next {
+				it, err := b.Pick(0, seq, 0, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				counts[it]++
+				mu.Unlock()
+			}
+		})
+	}
+	for seq := range uint64(7000) {
+		next <- seq
+	}
+	close(next)
+	wg.Wait()
+	if counts["a"] != 5000 || counts["b"] != 1000 || counts["c"] != 1000 {
+		t.Fatalf("counts %v, want a:5000 b:1000 c:1000", counts)
+	}
+	if s := b.Stats(); s.Instances < 2 {
+		t.Logf("only %d instance(s) ran; concurrency was low", s.Instances)
+	}
+}
+
+func TestSetEndpointsReachesEveryInstance(t *testing.T) {
+	rt := newRuntime(t)
+	b, err := New(roundRobin(t, rt), nil, testSet(t, 1, 1, 1), Options{Name: "test", MaxInstances: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Make three instances exist.
+	var slots []*slot[string]
+	for range 3 {
+		s, err := b.acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots = append(slots, s)
+	}
+	for _, s := range slots {
+		b.release(s)
+	}
+	if n := b.Stats().Instances; n != 3 {
+		t.Fatalf("%d instances, want 3", n)
+	}
+	if err := b.SetEndpoints(testSet(t, 2, 1, 1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for seq := range uint64(40) {
+		it, err := b.Pick(0, seq, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[it] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("picked %v after growing the set to 4", seen)
+	}
+}
+
+func TestEmptySetGivesNoEndpoint(t *testing.T) {
+	rt := newRuntime(t)
+	b, err := New(roundRobin(t, rt), nil, testSet(t, 1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Pick(0, 0, 0, 0); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("err = %v, want ErrNoEndpoint", err)
+	}
+}
+
+func TestLoadRefusesBadModules(t *testing.T) {
+	rt := newRuntime(t)
+	tests := []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"not wasm", []byte("hello"), "not a valid WebAssembly module"},
+		{"empty module", []byte("\x00asm\x01\x00\x00\x00"), "missing export wproxy_abi_lb_v1"},
+		{"no marker", gowasm.Build(t, "./hostabi/lbhost/testdata/nomarker"), "missing export wproxy_abi_lb_v1"},
+		{"unknown import", gowasm.Build(t, "./hostabi/lbhost/testdata/badimport"), "imports wproxy_lb_v1.teleport, which this host does not provide"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(context.Background(), rt, tt.name+".wasm", tt.wasm)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.name+".wasm") {
+				t.Fatalf("err = %v, want it to name the module and contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestInitErrorQuotesModule(t *testing.T) {
+	rt := newRuntime(t)
+	m, err := Load(context.Background(), rt, "initfail.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/initfail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(m, []byte(`{"threshold":7}`), testSet(t, 1, 1), Options{})
+	if err == nil || !strings.Contains(err.Error(), `threshold must be between 0 and 1, got {"threshold":7}`) || !strings.Contains(err.Error(), "wproxy_lb_init") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBadIndexIsAnError(t *testing.T) {
+	rt := newRuntime(t)
+	m, err := Load(context.Background(), rt, "badindex.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/badindex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(m, nil, testSet(t, 1, 1, 1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Pick(0, 1, 0, 0); err == nil || !strings.Contains(err.Error(), "returned index 12, but the set has 2 endpoints") {
+		t.Fatalf("err = %v", err)
+	}
+	if it, err := b.Pick(0, 2, 0, 0); err != nil || it != "a" {
+		t.Fatalf("after a bad index: %q, %v", it, err)
+	}
+	if b.Stats().Failures != 1 {
+		t.Fatalf("failures = %d", b.Stats().Failures)
+	}
+}
+
+// An instance that exits is discarded and replaced; the balancer goes on.
+func TestExitedInstanceIsReplaced(t *testing.T) {
+	rt := newRuntime(t)
+	m, err := Load(context.Background(), rt, "exit.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/exit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(m, nil, testSet(t, 1, 1), Options{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Pick(0, 1, 0, 0); err == nil {
+		t.Fatal("pick in an exiting module succeeded")
+	}
+	for seq := uint64(2); seq < 5; seq++ {
+		if it, err := b.Pick(0, seq, 0, 0); err != nil || it != "a" {
+			t.Fatalf("pick %d after exit: %q, %v", seq, it, err)
+		}
+	}
+	if s := b.Stats(); s.InstancesCreated != 2 || s.Instances != 1 {
+		t.Fatalf("stats %+v, want 2 created, 1 alive", s)
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	rt := newRuntime(b)
+	mod := roundRobin(b, rt)
+	for _, n := range []int{8, 1000} {
+		weights := make([]uint32, n)
+		eps := make([]lb.Endpoint, n)
+		for i := range weights {
+			weights[i] = uint32(1 + i%3)
+			eps[i] = lb.Endpoint{Address: fmt.Sprintf("10.0.%d.%d:80", i/256, i%256), Weight: weights[i]}
+		}
+		set := testSet(b, 1, weights...)
+		b.Run(fmt.Sprintf("wasm/endpoints=%d", n), func(b *testing.B) {
+			bal, err := New(mod, nil, set, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bal.Close()
+			b.ReportAllocs()
+			var seq uint64
+			for b.Loop() {
+				if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+				seq++
+			}
+		})
+		b.Run(fmt.Sprintf("wasm-parallel/endpoints=%d", n), func(b *testing.B) {
+			bal, err := New(mod, nil, set, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bal.Close()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var seq uint64
+				for pb.Next() {
+					if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+						b.Fatal(err)
+					}
+					seq++
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("wasm-serialized-parallel/endpoints=%d", n), func(b *testing.B) {
+			bal, err := New(mod, nil, set, Options{MaxInstances: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bal.Close()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var seq uint64
+				for pb.Next() {
+					if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+						b.Fatal(err)
+					}
+					seq++
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("native/endpoints=%d", n), func(b *testing.B) {
+			p, _ := swrr.New(nil)
+			if err := p.SetEndpoints(1, eps); err != nil {
+				b.Fatal(err)
+			}
+			items := set.Items
+			b.ReportAllocs()
+			var seq uint64
+			for b.Loop() {
+				i := p.Pick(lb.Request{Seq: seq})
+				_ = items[i]
+				seq++
+			}
+		})
+	}
+}

@@ -1,0 +1,380 @@
+// Package wasmhost runs wproxy's WebAssembly modules: one wazero runtime per
+// process with an on-disk compilation cache, compilation deduplicated by
+// digest, checks of a module's imports and exports against the ABI it claims,
+// and instances whose calls carry their identity to host functions.
+//
+// The ABI-specific parts (which exports a balancing module needs, the host
+// functions it may import) live in sibling packages such as lbhost; this
+// package knows nothing of balancing.
+//
+// A Runtime and its Modules are safe for concurrent use. An Instance is not:
+// its owner calls it from one goroutine at a time.
+package wasmhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// DefaultMemoryLimitPages caps each instance's linear memory: 1024 pages of
+// 64 KiB, 64 MiB.
+const DefaultMemoryLimitPages = 1024
+
+// Config configures a Runtime. The zero value is usable.
+type Config struct {
+	// CacheDir holds compiled code across restarts. Empty disables the disk
+	// cache (compiled code is still shared within the process).
+	CacheDir string
+	// MemoryLimitPages caps every instance's memory, in 64 KiB pages.
+	// Default DefaultMemoryLimitPages.
+	MemoryLimitPages uint32
+	// Logger receives module log lines and output. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Runtime compiles and instantiates modules. Close it to release everything.
+type Runtime struct {
+	rt     wazero.Runtime
+	cache  wazero.CompilationCache
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	hostMods map[string]map[string]api.FunctionDefinition // import module → function → definition
+	compiled map[[32]byte]wazero.CompiledModule
+	seq      atomic.Uint64
+}
+
+// New starts a runtime with WASI preview 1 available to modules (no files, no
+// arguments, real clocks, a cryptographic random source).
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if cfg.MemoryLimitPages == 0 {
+		cfg.MemoryLimitPages = DefaultMemoryLimitPages
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	rc := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(cfg.MemoryLimitPages)
+	r := &Runtime{logger: cfg.Logger, hostMods: map[string]map[string]api.FunctionDefinition{}, compiled: map[[32]byte]wazero.CompiledModule{}}
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		r.cache = c
+		rc = rc.WithCompilationCache(c)
+	}
+	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("wasi: %w", err)
+	}
+	r.hostMods[wasi_snapshot_preview1.ModuleName] = r.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()
+	return r, nil
+}
+
+// Close releases the runtime, its compiled code and every instance.
+func (r *Runtime) Close(ctx context.Context) error {
+	err := r.rt.Close(ctx)
+	if r.cache != nil {
+		err = errors.Join(err, r.cache.Close(ctx))
+	}
+	return err
+}
+
+// DefineHostModule instantiates a host module of the given name once per
+// runtime; define fills the builder with its functions. Later calls with the
+// same name do nothing, so every ABI package can call it when first used.
+func (r *Runtime) DefineHostModule(ctx context.Context, name string, define func(wazero.HostModuleBuilder) wazero.HostModuleBuilder) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.hostMods[name]; ok {
+		return nil
+	}
+	m, err := define(r.rt.NewHostModuleBuilder(name)).Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("host module %s: %w", name, err)
+	}
+	r.hostMods[name] = m.ExportedFunctionDefinitions()
+	return nil
+}
+
+// Signature is the type of a function: parameter and result value types.
+type Signature struct {
+	Params, Results []api.ValueType
+}
+
+func (s Signature) String() string {
+	return "(" + typeNames(s.Params) + ") -> (" + typeNames(s.Results) + ")"
+}
+
+func typeNames(ts []api.ValueType) string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = api.ValueTypeName(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s Signature) matches(def api.FunctionDefinition) bool {
+	return bytes.Equal(s.Params, def.ParamTypes()) && bytes.Equal(s.Results, def.ResultTypes())
+}
+
+// Spec is what an ABI requires of a module.
+type Spec struct {
+	// Kind names the module kind in messages, e.g. "balancing".
+	Kind string
+	// Marker is the export that declares the ABI version.
+	Marker string
+	// Exports are the functions the module must export, by name.
+	Exports map[string]Signature
+}
+
+// Module is a compiled module checked against a Spec. It may be instantiated
+// any number of times.
+type Module struct {
+	rt       *Runtime
+	compiled wazero.CompiledModule
+	// Source names the module in messages: a built-in name or a file path.
+	Source string
+	// Digest is the hex SHA-256 of the module's bytes.
+	Digest string
+}
+
+// Compile compiles wasm (or takes it from the process's or the disk cache) and
+// checks it against spec: every required export present with its signature,
+// every import offered by the host with the same signature, no imported
+// memory. Errors name the module by source and the missing or wrong item.
+func (r *Runtime) Compile(ctx context.Context, source string, wasm []byte, spec *Spec) (*Module, error) {
+	sum := sha256.Sum256(wasm)
+	r.mu.Lock()
+	cm, ok := r.compiled[sum]
+	r.mu.Unlock()
+	if !ok {
+		var err error
+		if cm, err = r.rt.CompileModule(ctx, wasm); err != nil {
+			return nil, fmt.Errorf("module %s: not a valid WebAssembly module: %w", source, err)
+		}
+		r.mu.Lock()
+		if prev, ok := r.compiled[sum]; ok {
+			cm.Close(ctx)
+			cm = prev
+		} else {
+			r.compiled[sum] = cm
+		}
+		r.mu.Unlock()
+	}
+	if err := r.check(cm, spec); err != nil {
+		return nil, fmt.Errorf("module %s: %w", source, err)
+	}
+	return &Module{rt: r, compiled: cm, Source: source, Digest: hex.EncodeToString(sum[:])}, nil
+}
+
+func (r *Runtime) check(cm wazero.CompiledModule, spec *Spec) error {
+	exports := cm.ExportedFunctions()
+	if _, ok := exports[spec.Marker]; !ok {
+		hint := ""
+		if _, cmd := exports["_start"]; cmd {
+			if _, reactor := exports["_initialize"]; !reactor {
+				hint = "; it is built as a command (exports _start): build a reactor, e.g. go build -buildmode=c-shared"
+			}
+		}
+		return fmt.Errorf("missing export %s, the marker of the %s ABI: is it built for this ABI?%s", spec.Marker, spec.Kind, hint)
+	}
+	names := make([]string, 0, len(spec.Exports))
+	for n := range spec.Exports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := spec.Exports[name]
+		def, ok := exports[name]
+		if !ok {
+			return fmt.Errorf("missing export %s %s, required by the %s ABI", name, want, spec.Kind)
+		}
+		if !want.matches(def) {
+			return fmt.Errorf("export %s has type %s, the %s ABI requires %s", name, Signature{def.ParamTypes(), def.ResultTypes()}, spec.Kind, want)
+		}
+	}
+	if mems := cm.ImportedMemories(); len(mems) > 0 {
+		m, n, _ := mems[0].Import()
+		return fmt.Errorf("imports memory %s.%s: a module must define its own memory", m, n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, def := range cm.ImportedFunctions() {
+		mod, name, _ := def.Import()
+		fns, ok := r.hostMods[mod]
+		if !ok {
+			return fmt.Errorf("imports %s.%s, but the host offers no module %q (it offers %s)", mod, name, mod, r.offeredLocked())
+		}
+		have, ok := fns[name]
+		if !ok {
+			return fmt.Errorf("imports %s.%s, which this host does not provide", mod, name)
+		}
+		got := Signature{def.ParamTypes(), def.ResultTypes()}
+		if want := (Signature{have.ParamTypes(), have.ResultTypes()}); !want.matches(def) {
+			return fmt.Errorf("imports %s.%s with type %s, the host provides %s", mod, name, got, want)
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) offeredLocked() string {
+	names := make([]string, 0, len(r.hostMods))
+	for n := range r.hostMods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// Instance is one instantiation of a Module. Calls into it must come from one
+// goroutine at a time; host functions find the Instance from the context of
+// the call with FromContext.
+type Instance struct {
+	mod api.Module
+	ctx context.Context
+	// Source names the module the instance runs, as Module.Source does.
+	Source string
+	// Logger receives the module's log lines and output.
+	Logger *slog.Logger
+
+	capturing bool
+	captured  []string
+}
+
+type instanceKey struct{}
+
+// FromContext returns the Instance whose call is running, for host functions.
+func FromContext(ctx context.Context) *Instance {
+	inst, _ := ctx.Value(instanceKey{}).(*Instance)
+	return inst
+}
+
+// Instantiate creates an instance, running the module's _initialize function
+// when it has one (WASI reactors such as Go's c-shared modules need it).
+// Output on stdout and stderr goes to logger, a line at a time.
+func (m *Module) Instantiate(ctx context.Context, logger *slog.Logger) (*Instance, error) {
+	if logger == nil {
+		logger = m.rt.logger
+	}
+	logger = logger.With("module", m.Source)
+	inst := &Instance{Source: m.Source, Logger: logger}
+	// The instance's context carries its identity to host functions. It is
+	// built once so that calls on the hot path allocate nothing.
+	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
+	inst.capturing = true
+	defer func() { inst.capturing = false }()
+	cfg := wazero.NewModuleConfig().
+		WithName(fmt.Sprintf("%s#%d", m.Source, m.rt.seq.Add(1))).
+		WithStartFunctions("_initialize").
+		WithStdout(&lineLogger{inst: inst, level: slog.LevelInfo}).
+		WithStderr(&lineLogger{inst: inst, level: slog.LevelWarn}).
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	mod, err := m.rt.rt.InstantiateModule(inst.ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: instantiate: %w%s", m.Source, err, inst.capturedSuffix())
+	}
+	inst.mod = mod
+	return inst, nil
+}
+
+// Function returns an exported function; Compile has checked that required
+// exports exist.
+func (i *Instance) Function(name string) api.Function { return i.mod.ExportedFunction(name) }
+
+// Call calls fn with the instance's identity in its context. stack holds the
+// parameters on entry and the results on return (see api.Function.CallWithStack).
+func (i *Instance) Call(fn api.Function, stack []uint64) error {
+	return fn.CallWithStack(i.ctx, stack)
+}
+
+// Memory returns the instance's memory.
+func (i *Instance) Memory() api.Memory { return i.mod.Memory() }
+
+// Close releases the instance.
+func (i *Instance) Close() error { return i.mod.Close(context.Background()) }
+
+// Capture starts collecting the error lines the module logs, for a call whose
+// failure should quote them; Captured returns them and stops collecting.
+func (i *Instance) Capture() { i.capturing, i.captured = true, nil }
+
+// Captured returns the lines collected since Capture, joined, and stops.
+func (i *Instance) Captured() string {
+	s := i.capturedSuffix()
+	i.capturing, i.captured = false, nil
+	return s
+}
+
+func (i *Instance) capturedSuffix() string {
+	if len(i.captured) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(i.captured, "; ")
+}
+
+// LogLine records a line a module logged: to the logger, and to the captured
+// lines when it is an error and a capture runs.
+func (i *Instance) LogLine(level slog.Level, msg string) {
+	if i.capturing && level >= slog.LevelWarn && len(i.captured) < 8 {
+		i.captured = append(i.captured, msg)
+	}
+	i.Logger.Log(context.Background(), level, msg)
+}
+
+// WriteGuest copies data into a guest buffer obtained from the module's
+// allocator export (called as alloc(size i32) -> ptr i32) and returns the
+// pointer.
+func (i *Instance) WriteGuest(alloc api.Function, data []byte) (uint32, error) {
+	stack := [1]uint64{uint64(len(data))}
+	if err := i.Call(alloc, stack[:]); err != nil {
+		return 0, fmt.Errorf("%s(%d): %w", alloc.Definition().Name(), len(data), err)
+	}
+	ptr := uint32(stack[0])
+	if ptr == 0 {
+		return 0, fmt.Errorf("%s(%d) returned 0: the module could not allocate", alloc.Definition().Name(), len(data))
+	}
+	if !i.mod.Memory().Write(ptr, data) {
+		return 0, fmt.Errorf("%s(%d) returned %#x, outside the module's %d bytes of memory", alloc.Definition().Name(), len(data), ptr, i.mod.Memory().Size())
+	}
+	return ptr, nil
+}
+
+// lineLogger turns a module's stdout or stderr into log lines.
+type lineLogger struct {
+	inst  *Instance
+	level slog.Level
+	buf   []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.inst.LogLine(l.level, string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 4096 {
+		l.inst.LogLine(l.level, string(l.buf))
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}

@@ -1,0 +1,121 @@
+package wire
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestEndpointsRoundTrip(t *testing.T) {
+	in := []Endpoint{
+		{Address: "10.0.0.1:80", Weight: 5, Zone: "a", Meta: map[string]string{"v": "2", "canary": "yes"}},
+		{Address: "10.0.0.2:80", Weight: 1},
+		{Address: "[::1]:8080", Weight: 1_000_000, Zone: "b"},
+	}
+	buf, err := AppendEndpoints(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DecodeEndpoints(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", out, in)
+	}
+	again, _ := AppendEndpoints(nil, out)
+	if string(again) != string(buf) {
+		t.Fatal("encoding is not deterministic")
+	}
+}
+
+func TestEndpointsEmpty(t *testing.T) {
+	buf, _ := AppendEndpoints(nil, nil)
+	out, err := DecodeEndpoints(buf)
+	if err != nil || len(out) != 0 {
+		t.Fatalf("got %v, %v", out, err)
+	}
+}
+
+// A newer host may append fields to a record; an older decoder skips them.
+func TestEndpointsSkipsUnknownTrailingFields(t *testing.T) {
+	buf, _ := AppendEndpoints(nil, []Endpoint{{Address: "a:1", Weight: 2}, {Address: "b:2", Weight: 3}})
+	// Rebuild with 3 extra bytes at the end of each record.
+	var ext []byte
+	ext = append(ext, buf[:4]...)
+	off := 4
+	for off < len(buf) {
+		size := int(buf[off]) | int(buf[off+1])<<8
+		body := buf[off+4 : off+4+size]
+		ns := size + 3
+		ext = append(ext, byte(ns), byte(ns>>8), 0, 0)
+		ext = append(ext, body...)
+		ext = append(ext, 0xAA, 0xBB, 0xCC)
+		off += 4 + size
+	}
+	out, err := DecodeEndpoints(ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[1].Address != "b:2" || out[1].Weight != 3 {
+		t.Fatalf("got %+v", out)
+	}
+}
+
+func TestDecodeEndpointsErrors(t *testing.T) {
+	good, _ := AppendEndpoints(nil, []Endpoint{{Address: "10.0.0.1:80", Weight: 1}})
+	tests := []struct {
+		name string
+		buf  []byte
+		want string
+	}{
+		{"empty", nil, "count: truncated"},
+		{"count too large", []byte{0xff, 0xff, 0xff, 0x7f}, "more than"},
+		{"count does not fit", []byte{2, 0, 0, 0, 1, 2, 3}, "does not fit"},
+		{"size past end", append(append([]byte{}, good[:4]...), 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0), "runs past the end"},
+		{"trailing", append(append([]byte{}, good...), 9), "trailing bytes"},
+		{"string past record", func() []byte {
+			b := append([]byte{}, good...)
+			b[8+4] = 0xff // address length
+			return b
+		}(), "truncated at record offset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeEndpoints(tt.buf)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeEndpoints(f *testing.F) {
+	seed, _ := AppendEndpoints(nil, []Endpoint{{Address: "10.0.0.1:80", Weight: 5, Zone: "z", Meta: map[string]string{"k": "v"}}})
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		eps, err := DecodeEndpoints(buf)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode again and decode to the same set.
+		re, err := AppendEndpoints(nil, eps)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		eps2, err := DecodeEndpoints(re)
+		if err != nil {
+			t.Fatalf("decode of re-encoding: %v", err)
+		}
+		if len(eps) != len(eps2) {
+			t.Fatalf("len %d != %d", len(eps), len(eps2))
+		}
+		for i := range eps {
+			if eps[i].Address != eps2[i].Address || eps[i].Weight != eps2[i].Weight || eps[i].Zone != eps2[i].Zone || len(eps[i].Meta) != len(eps2[i].Meta) {
+				t.Fatalf("endpoint %d differs: %+v vs %+v", i, eps[i], eps2[i])
+			}
+		}
+	})
+}

@@ -1,0 +1,36 @@
+// Package policieswasm holds wproxy's default modules, compiled to Wasm and
+// embedded in the binary. Each subdirectory with a main package is one module,
+// built with the Go SDK by `make wasm` into wasm/NAME.wasm; the registry below
+// serves them by name, and a test fails when an embedded file is stale.
+package policieswasm
+
+import (
+	"embed"
+	"io/fs"
+	"sort"
+	"strings"
+)
+
+//go:embed wasm/*.wasm
+var files embed.FS
+
+// Lookup returns the bytes of the default module with the given name, such as
+// "round_robin".
+func Lookup(name string) ([]byte, bool) {
+	if name == "" || strings.ContainsAny(name, "/.\\") {
+		return nil, false
+	}
+	b, err := files.ReadFile("wasm/" + name + ".wasm")
+	return b, err == nil
+}
+
+// Names lists the default modules, sorted.
+func Names() []string {
+	entries, _ := fs.ReadDir(files, "wasm")
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".wasm"))
+	}
+	sort.Strings(names)
+	return names
+}
