@@ -1,0 +1,223 @@
+// Command wproxy is a load balancer whose balancing policies are WebAssembly
+// modules. Run `wproxy help` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+
+	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/demo"
+	"github.com/wproxy/wproxy/core/server"
+)
+
+const usage = `wproxy: a load balancer whose balancing policies are WebAssembly modules.
+
+Usage:
+  wproxy run -config FILE        serve the configuration in FILE
+  wproxy validate -config FILE   check FILE and its modules without serving
+  wproxy demo [-listen ADDR]     serve a demo with three built-in backends
+  wproxy version                 print the version
+
+Exit status: 0 after a clean run or a graceful shutdown, 2 for a bad
+configuration or bad usage, 1 for other failures.
+`
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "wproxy", version())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "wproxy: unknown command %q\n\n%s", args[0], usage)
+	return exitConfig
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("wproxy "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	return fs, level
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs, level := newFlags("run", stderr)
+	file := fs.String("config", "", "configuration file (required)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "wproxy run: -config FILE is required, and nothing else")
+		return exitConfig
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "wproxy run: -cpuprofile:", err)
+			return exitConfig
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "wproxy run: -cpuprofile:", err)
+			return exitConfig
+		}
+		defer pprof.StopCPUProfile()
+	}
+	logger, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "wproxy run:", err)
+		return exitConfig
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return configError(stderr, err)
+	}
+	return serve(cfg, logger, stderr, nil)
+}
+
+// serve builds and runs a configuration until SIGTERM or SIGINT; ready, when
+// set, is called once the listeners are bound.
+func serve(cfg *config.Config, logger *slog.Logger, stderr io.Writer, ready func(*server.Server)) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.Build(ctx, cfg, logger)
+	if err != nil {
+		return configError(stderr, err)
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		fmt.Fprintln(stderr, "wproxy:", err)
+		return exitFail
+	}
+	if ready != nil {
+		ready(srv)
+	}
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down", "drain_deadline", cfg.Timeouts.Shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("drain deadline passed; the remaining connections were closed", "err", err)
+	} else {
+		logger.Info("drained")
+	}
+	return exitOK
+}
+
+func configError(stderr io.Writer, err error) int {
+	var es config.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			fmt.Fprintln(stderr, e)
+		}
+		if len(es) > 1 {
+			fmt.Fprintf(stderr, "%d problems\n", len(es))
+		}
+		return exitConfig
+	}
+	fmt.Fprintln(stderr, err)
+	return exitConfig
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs, _ := newFlags("validate", stderr)
+	file := fs.String("config", "", "configuration file (required)")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "wproxy validate: -config FILE is required, and nothing else")
+		return exitConfig
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return configError(stderr, err)
+	}
+	srv, err := server.Build(context.Background(), cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return configError(stderr, err)
+	}
+	srv.Close()
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d pools)\n", *file, len(cfg.Listeners), len(cfg.Pools))
+	return exitOK
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs, level := newFlags("demo", stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "address of the demo proxy")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	logger, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "wproxy demo:", err)
+		return exitConfig
+	}
+	backends, err := demo.StartBackends(3)
+	if err != nil {
+		fmt.Fprintln(stderr, "wproxy demo:", err)
+		return exitFail
+	}
+	defer backends.Close()
+	cfg, err := config.Parse(demo.Config(*listen, backends.Addrs), "demo.yaml (embedded)", ".")
+	if err != nil {
+		return configError(stderr, err)
+	}
+	return serve(cfg, logger, stderr, func(srv *server.Server) {
+		addr := srv.Addrs()[0]
+		fmt.Fprintf(stdout, `wproxy demo: proxy on http://%s, balancing with the round_robin module over
+  backend-1 %s (weight 3)
+  backend-2 %s (weight 1)
+  backend-3 %s (weight 1)
+
+Try:
+  curl -i http://%s/
+  for i in 1 2 3 4 5; do curl -s http://%s/hello; done
+Each response names its backend in the X-Demo-Backend header and the body.
+Stop with Ctrl-C (SIGINT) or SIGTERM; in-flight requests finish first.
+`, addr, backends.Addrs[0], backends.Addrs[1], backends.Addrs[2], addr, strings.TrimSpace(addr))
+	})
+}

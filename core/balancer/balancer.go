@@ -1,0 +1,173 @@
+// Package balancer holds a pool's backends and picks one for each request
+// through the pool's Wasm balancing module.
+//
+// A Pool is safe for concurrent use. Its backends are an immutable set pushed
+// to the module when it changes; a pick computes the request's scalars (the
+// hash of the configured key, the pool's sequence number, a random number),
+// makes one call into the module and accounts the request to the chosen
+// backend until its Done. When the module fails, a native round robin answers
+// and the failure is counted and logged.
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/upstream"
+	"github.com/wproxy/wproxy/hostabi"
+	"github.com/wproxy/wproxy/hostabi/lbhost"
+	"github.com/wproxy/wproxy/hostabi/wasmhost"
+	"github.com/wproxy/wproxy/hostabi/wire"
+)
+
+// ErrNoBackend is returned by Pick when the pool has no backend for the
+// request.
+var ErrNoBackend = errors.New("no backend available")
+
+// Backend is one server of a pool, with its connection pool and live figures.
+type Backend struct {
+	Address string
+	Weight  uint32
+	Zone    string
+	Meta    map[string]string
+	// Conns pools the upstream connections to this backend.
+	Conns *upstream.ConnPool
+
+	inflight atomic.Int64
+	requests atomic.Uint64
+}
+
+// Done ends the accounting of one request picked for b.
+func (b *Backend) Done() { b.inflight.Add(-1) }
+
+// InFlight returns the requests picked for b and not yet done.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Requests returns the requests picked for b since start.
+func (b *Backend) Requests() uint64 { return b.requests.Load() }
+
+// Pool is a named set of backends balanced by a module.
+type Pool struct {
+	Name     string
+	lb       *lbhost.Balancer[*Backend]
+	key      HashKey
+	seq      atomic.Uint64
+	logger   *slog.Logger
+	fallback atomic.Uint64
+	lastLog  atomic.Int64
+}
+
+// Options configure a Pool.
+type Options struct {
+	// HashKey is what a request's hash is computed from.
+	HashKey []config.HashSource
+	// MaxInstances bounds the module instances that run at once; default
+	// GOMAXPROCS.
+	MaxInstances int
+	Logger       *slog.Logger
+}
+
+// NewPool starts the pool's module with policyConfig (JSON) and gives it the
+// backends.
+func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []*Backend, opts Options) (*Pool, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	set, err := endpointSet(1, backends)
+	if err != nil {
+		return nil, err
+	}
+	lb, err := lbhost.New(mod, policyConfig, set, lbhost.Options{Name: name, MaxInstances: opts.MaxInstances, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{Name: name, lb: lb, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name)}, nil
+}
+
+func endpointSet(version uint64, backends []*Backend) (*lbhost.Set[*Backend], error) {
+	eps := make([]wire.Endpoint, len(backends))
+	for i, b := range backends {
+		eps[i] = wire.Endpoint{Address: b.Address, Weight: b.Weight, Zone: b.Zone, Meta: b.Meta}
+	}
+	return lbhost.NewSet(version, backends, eps)
+}
+
+// Backends returns the current backends. The slice must not be modified.
+func (p *Pool) Backends() []*Backend { return p.lb.Set().Items }
+
+// SetBackends replaces the pool's backends; the module sees the change before
+// its next pick. On error the previous set stays.
+func (p *Pool) SetBackends(backends []*Backend) error {
+	set, err := endpointSet(p.lb.Set().Version+1, backends)
+	if err != nil {
+		return err
+	}
+	return p.lb.SetEndpoints(set)
+}
+
+// Pick chooses a backend for r and counts the request in its in-flight
+// figure; the caller calls Done on it when the request ends.
+func (p *Pool) Pick(r *http.Request) (*Backend, error) {
+	var flags uint32
+	hash, ok := p.key.Hash(r)
+	if ok {
+		flags |= hostabi.PickHashPresent
+	}
+	seq := p.seq.Add(1) - 1
+	b, err := p.lb.Pick(hash, seq, rand.Uint64(), flags)
+	if err != nil {
+		if errors.Is(err, lbhost.ErrNoEndpoint) {
+			return nil, ErrNoBackend
+		}
+		b = p.fallbackPick(seq, err)
+		if b == nil {
+			return nil, ErrNoBackend
+		}
+	}
+	b.inflight.Add(1)
+	b.requests.Add(1)
+	return b, nil
+}
+
+// fallbackPick answers when the module failed: round robin over the set,
+// ignoring weights. The failure is logged at most once a second.
+func (p *Pool) fallbackPick(seq uint64, cause error) *Backend {
+	p.fallback.Add(1)
+	now := time.Now().UnixNano()
+	if last := p.lastLog.Load(); now-last > int64(time.Second) && p.lastLog.CompareAndSwap(last, now) {
+		p.logger.Error("balancing module failed; the fallback round robin answers", "err", cause, "fallbacks", p.fallback.Load())
+	}
+	items := p.lb.Set().Items
+	if len(items) == 0 {
+		return nil
+	}
+	return items[seq%uint64(len(items))]
+}
+
+// Stats are a pool's counters.
+type Stats struct {
+	Module    lbhost.Stats
+	Fallbacks uint64 // picks answered by the fallback after a module failure
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats { return Stats{Module: p.lb.Stats(), Fallbacks: p.fallback.Load()} }
+
+// Module returns the pool's balancing module.
+func (p *Pool) Module() *wasmhost.Module { return p.lb.Module() }
+
+// Close stops the pool's module instances and closes its connections.
+func (p *Pool) Close() {
+	p.lb.Close()
+	for _, b := range p.lb.Set().Items {
+		b.Conns.Close()
+	}
+}
+
+func (p *Pool) String() string { return fmt.Sprintf("pool %q", p.Name) }

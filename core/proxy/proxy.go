@@ -1,0 +1,300 @@
+// Package proxy is wproxy's HTTP handler: it routes a request to a pool, has
+// the pool's module pick a backend, and relays the request and response over
+// the backend's pooled connections, streaming bodies both ways.
+//
+// Failures are answered with one line naming the cause: 404 when no route
+// matches, 503 when the pool has no backend, 502 when the backend refuses,
+// drops or garbles, 504 when it times out. A Handler is safe for concurrent
+// use.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wproxy/wproxy/core/balancer"
+	"github.com/wproxy/wproxy/core/upstream"
+)
+
+// Timeouts are the handler's time limits; see config.Timeouts.
+type Timeouts struct {
+	ResponseHeader time.Duration
+	ClientBody     time.Duration
+}
+
+// Handler proxies requests. Create it with New.
+type Handler struct {
+	router   *Router
+	timeouts Timeouts
+	proto    string // "http" or "https", for X-Forwarded-Proto
+	logger   *slog.Logger
+	lastLog  atomic.Int64
+	dropped  atomic.Int64
+	tunnels  tunnels
+}
+
+// New returns a handler serving router's routes.
+func New(router *Router, timeouts Timeouts, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Handler{router: router, timeouts: timeouts, proto: "http", logger: logger}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route := h.router.Match(r.Host, r.URL.Path)
+	if route == nil {
+		h.fail(w, r, http.StatusNotFound, nil, "no route for host %q and path %q", r.Host, r.URL.Path)
+		return
+	}
+	b, err := route.Pool.Pick(r)
+	if err != nil {
+		h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
+		return
+	}
+	defer b.Done()
+	h.forward(w, r, b)
+}
+
+// aLongTimeAgo is a deadline that makes pending I/O return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Backend) {
+	ctx := r.Context()
+	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if hasBody && h.timeouts.ClientBody > 0 {
+		rc := http.NewResponseController(w)
+		req.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, d: h.timeouts.ClientBody}
+		defer rc.SetReadDeadline(time.Time{})
+	}
+
+	var (
+		conn *upstream.Conn
+		resp *upstream.Response
+		err  error
+	)
+	for attempt := 0; ; attempt++ {
+		if attempt == 0 {
+			conn, err = b.Conns.Get(ctx)
+		} else {
+			conn, err = b.Conns.Dial(ctx)
+		}
+		if err != nil {
+			h.failDial(w, r, b, err)
+			return
+		}
+		resp, err = h.roundTrip(ctx, conn, &req, w.Header())
+		if err == nil {
+			break
+		}
+		conn.Close()
+		clear(w.Header())
+		var cbe *upstream.ClientBodyError
+		if errors.As(err, &cbe) {
+			if isTimeout(cbe.Err) {
+				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", h.timeouts.ClientBody)
+			}
+			// Otherwise the client is gone or sent a broken body: there
+			// is nobody to answer.
+			return
+		}
+		// A reused connection the backend had closed: a request without a
+		// body can go again on a new connection.
+		if attempt == 0 && conn.Reused && !hasBody && (upstream.IsNoResponse(err) || isReset(err)) && ctx.Err() == nil {
+			continue
+		}
+		h.failUpstream(w, r, b, err)
+		return
+	}
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		h.tunnel(w, r, b, conn)
+		return
+	}
+	h.relay(w, r, b, conn, resp)
+}
+
+// roundTrip sends the request and reads the response header, giving up when
+// the client goes away.
+func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstream.Request, dst http.Header) (*upstream.Response, error) {
+	nc := conn.NetConn()
+	// Over HTTP/2 the request's context ends when the client goes away;
+	// over wproxy's HTTP/1.1 server it never does, and the wait is bounded
+	// by the response header timeout alone.
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+	}
+	if err := conn.WriteRequest(req); err != nil {
+		stop()
+		return nil, err
+	}
+	if h.timeouts.ResponseHeader > 0 {
+		nc.SetReadDeadline(time.Now().Add(h.timeouts.ResponseHeader))
+	}
+	resp, err := conn.ReadResponse(req.Method, dst)
+	if !stop() {
+		return nil, fmt.Errorf("the client went away: %w", context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The header deadline must not cut a long body short; when the body
+	// is already buffered no read can block, and the next request on this
+	// connection sets its own deadline, so the reset is saved.
+	if h.timeouts.ResponseHeader > 0 && (resp.ContentLength < 0 || int64(conn.Buffered()) < resp.ContentLength) {
+		nc.SetReadDeadline(time.Time{})
+	}
+	return resp, nil
+}
+
+// relay writes the response to the client and puts the connection back when
+// it can serve another request.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, b *balancer.Backend, conn *upstream.Conn, resp *upstream.Response) {
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength < 0 || strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
+	flusher, _ := w.(http.Flusher)
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	buf := *bp
+	body := resp.Body()
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				// The client is gone; the rest of the body cannot be
+				// relayed, so the connection cannot be reused.
+				conn.Close()
+				return
+			}
+			if stream && flusher != nil && conn.Buffered() == 0 {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			conn.Close()
+			h.logf(slog.LevelWarn, "backend dropped the response body", "backend", b.Address, "path", r.URL.Path, "err", rerr)
+			// Abort the client's response so that the truncation shows.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vs := range resp.Trailer {
+		w.Header()[http.TrailerPrefix+k] = vs
+	}
+	if resp.Close {
+		conn.Close()
+	} else {
+		b.Conns.Put(conn)
+	}
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// deadlineBody extends the client connection's read deadline before every
+// read of the request body, so that a client that pauses longer than the
+// limit is cut off while a slow but steady upload goes on.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.d))
+	return b.ReadCloser.Read(p)
+}
+
+// forwardedFor returns the X-Forwarded-For value to send: the client's
+// chain, if any, with the client's address appended.
+func forwardedFor(r *http.Request) string {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	prior := r.Header["X-Forwarded-For"]
+	if len(prior) == 0 {
+		return ip
+	}
+	return strings.Join(prior, ", ") + ", " + ip
+}
+
+func (h *Handler) failDial(w http.ResponseWriter, r *http.Request, b *balancer.Backend, err error) {
+	if isTimeout(err) {
+		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s: connect timed out", b.Address)
+		return
+	}
+	h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
+}
+
+func (h *Handler) failUpstream(w http.ResponseWriter, r *http.Request, b *balancer.Backend, err error) {
+	var pe *upstream.ProtocolError
+	switch {
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+	case isTimeout(err):
+		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s did not respond within %s", b.Address, h.timeouts.ResponseHeader)
+	case errors.As(err, &pe):
+		h.fail(w, r, http.StatusBadGateway, err, "backend %s sent an invalid response: %v", b.Address, pe)
+	case upstream.IsNoResponse(err) || isReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
+		h.fail(w, r, http.StatusBadGateway, err, "backend %s closed the connection before responding", b.Address)
+	default:
+		h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
+	}
+}
+
+// fail answers with status and a one-line reason, and logs it (at most one
+// line a second, with a count of the lines left out).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, cause error, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	hdr := w.Header()
+	clear(hdr)
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), msg)
+	level := slog.LevelWarn
+	if status < 500 {
+		level = slog.LevelDebug
+	}
+	h.logf(level, msg, "status", status, "method", r.Method, "host", r.Host, "path", r.URL.Path)
+}
+
+func (h *Handler) logf(level slog.Level, msg string, args ...any) {
+	if !h.logger.Enabled(context.Background(), level) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := h.lastLog.Load()
+	if now-last < int64(time.Second) || !h.lastLog.CompareAndSwap(last, now) {
+		h.dropped.Add(1)
+		return
+	}
+	if n := h.dropped.Swap(0); n > 0 {
+		args = append(args, "similar_lines_dropped", n)
+	}
+	h.logger.Log(context.Background(), level, msg, args...)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, errConnReset) || errors.Is(err, errBrokenPipe)
+}
