@@ -140,12 +140,12 @@ func TestParseReportsEveryProblem(t *testing.T) {
 
 func TestParseStructural(t *testing.T) {
 	tests := map[string]string{
-		"":                       "empty configuration",
-		"# nothing\n":            "empty configuration",
-		"- a\n- b\n":             "must be a mapping",
-		"listeners: []\n":        "at least one listener",
-		"pools: {}\nlisteners:\n  - address: :80\n": "at least one pool",
-		"listeners: []\npools: {}\n---\nx: 1\n":       "more than one YAML document",
+		"":                "empty configuration",
+		"# nothing\n":     "empty configuration",
+		"- a\n- b\n":      "must be a mapping",
+		"listeners: []\n": "at least one listener",
+		"pools: {}\nlisteners:\n  - address: :80\n":                             "at least one pool",
+		"listeners: []\npools: {}\n---\nx: 1\n":                                 "more than one YAML document",
 		"listeners:\n  - address: :80\n    routes: [{pool: a}]\npools:\n  a:\n": `pool "a" is empty`,
 	}
 	for src, want := range tests {

@@ -130,7 +130,6 @@ const (
 // Lines logged at Error during init become part of the host's error message.
 func Log(level Level, msg string) { hostLog(level, msg) }
 
-
 // The functions below carry the ABI calls; the wasip1 exports are thin
 // wrappers around them so that they can be tested natively.
 
