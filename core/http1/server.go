@@ -296,6 +296,8 @@ func (c *conn) serve() {
 		if c.srv.shutdown.Load() {
 			return
 		}
+		// The header size limit counts from the first byte of the request.
+		c.lr.n, c.lr.hit = c.srv.maxHeaderBytes()+4096, false
 		if c.br.Buffered() == 0 {
 			if d := c.srv.IdleTimeout; d > 0 {
 				c.nc.SetReadDeadline(time.Now().Add(d))
@@ -329,7 +331,6 @@ var crlfcrlf = []byte("\r\n\r\n")
 // serveOne reads and answers one request; it reports whether the connection
 // can carry another.
 func (c *conn) serveOne() (keepAlive bool) {
-	c.lr.n, c.lr.hit = c.srv.maxHeaderBytes()+4096, false
 	req, err := http.ReadRequest(c.br)
 	c.lr.n = -1
 	if err != nil {

@@ -321,6 +321,7 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 	if http10 && !keepAlive {
 		resp.Close = true
 	}
+	resp.body = bodyReader{c: c, resp: resp}
 	if code == http.StatusSwitchingProtocols {
 		dst["Connection"] = []string{"Upgrade"}
 		resp.Close = true
@@ -348,7 +349,7 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 	default:
 		resp.Close = true
 	}
-	resp.body = bodyReader{c: c, resp: resp, remaining: resp.ContentLength}
+	resp.body.remaining = resp.ContentLength
 	if resp.chunked {
 		resp.body.chunked = httputil.NewChunkedReader(br)
 	}
