@@ -262,6 +262,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c.hijacked = true
 	c.nc.SetDeadline(time.Time{})
+	c.readDeadline = time.Time{}
 	br, bw := c.br, c.bw
 	c.br, c.bw = nil, nil
 	// The reader reads through the header size limiter, which is off
@@ -271,7 +272,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // SetReadDeadline sets the connection's read deadline, for
 // http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error { return w.c.setReadDeadline(t) }
 
 // SetWriteDeadline sets the connection's write deadline, for
 // http.ResponseController.

@@ -84,10 +84,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 		conn *upstream.Conn
 		resp *upstream.Response
 		err  error
+		// One reading of the clock serves the pool's idle bookkeeping and
+		// the response header deadline.
+		now = time.Now()
 	)
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {
-			conn, err = b.Conns.Get(ctx)
+			conn, err = b.Conns.Get(ctx, now)
 		} else {
 			conn, err = b.Conns.Dial(ctx)
 		}
@@ -95,7 +98,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 			h.failDial(w, r, b, err)
 			return
 		}
-		resp, err = h.roundTrip(ctx, conn, &req, w.Header())
+		resp, err = h.roundTrip(ctx, conn, &req, w.Header(), now)
 		if err == nil {
 			break
 		}
@@ -123,12 +126,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 		h.tunnel(w, r, b, conn)
 		return
 	}
-	h.relay(w, r, b, conn, resp)
+	h.relay(w, r, b, conn, resp, now)
 }
 
 // roundTrip sends the request and reads the response header, giving up when
 // the client goes away.
-func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstream.Request, dst http.Header) (*upstream.Response, error) {
+func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstream.Request, dst http.Header, now time.Time) (*upstream.Response, error) {
 	nc := conn.NetConn()
 	// Over HTTP/2 the request's context ends when the client goes away;
 	// over wproxy's HTTP/1.1 server it never does, and the wait is bounded
@@ -142,7 +145,7 @@ func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstr
 		return nil, err
 	}
 	if h.timeouts.ResponseHeader > 0 {
-		nc.SetReadDeadline(time.Now().Add(h.timeouts.ResponseHeader))
+		nc.SetReadDeadline(now.Add(h.timeouts.ResponseHeader))
 	}
 	resp, err := conn.ReadResponse(req.Method, dst)
 	if !stop() {
@@ -162,7 +165,7 @@ func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstr
 
 // relay writes the response to the client and puts the connection back when
 // it can serve another request.
-func (h *Handler) relay(w http.ResponseWriter, r *http.Request, b *balancer.Backend, conn *upstream.Conn, resp *upstream.Response) {
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, b *balancer.Backend, conn *upstream.Conn, resp *upstream.Response, now time.Time) {
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0 || strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
 	flusher, _ := w.(http.Flusher)
@@ -199,7 +202,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, b *balancer.Back
 	if resp.Close {
 		conn.Close()
 	} else {
-		b.Conns.Put(conn)
+		b.Conns.Put(conn, now)
 	}
 }
 

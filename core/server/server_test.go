@@ -76,7 +76,7 @@ func proxyFor(t *testing.T, extra string, backends []*backend, weights ...int) (
 	return startProxy(t, sb.String())
 }
 
-func startProxy(t *testing.T, yaml string) (string, *Server) {
+func startProxy(t testing.TB, yaml string) (string, *Server) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "test.yaml", t.TempDir())
 	if err != nil {

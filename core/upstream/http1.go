@@ -249,6 +249,10 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 		haveCL     bool
 		keepAlive  bool
 	)
+	// End-to-end fields are collected in the connection's scratch buffer
+	// and turned into strings with one allocation for all their values.
+	fields := c.fields[:0]
+	raw := c.raw[:0]
 	for {
 		line, err := readLine(br, &total)
 		if err != nil {
@@ -270,7 +274,7 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 		}
 		canonicalize(name)
 		value := bytes.TrimSpace(line[colon+1:])
-		if bytes.ContainsAny(value, "\x00\r\n") {
+		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, 0) >= 0 {
 			return nil, &ProtocolError{fmt.Sprintf("invalid byte in the value of %s", name)}
 		}
 		switch string(name) {
@@ -291,28 +295,58 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 			te = string(value)
 			continue
 		case "Content-Length":
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
+			n, ok := parseLength(value)
+			if !ok {
 				return nil, &ProtocolError{fmt.Sprintf("invalid Content-Length %q", truncate(value))}
 			}
-			if haveCL && n != resp.ContentLength {
-				return nil, &ProtocolError{"conflicting Content-Length values"}
+			if haveCL {
+				if n != resp.ContentLength {
+					return nil, &ProtocolError{"conflicting Content-Length values"}
+				}
+				continue
 			}
 			haveCL = true
 			resp.ContentLength = n
-			continue
+			// Kept as a field: relayed unless the framing says otherwise.
 		case "Upgrade":
-			if code == http.StatusSwitchingProtocols {
-				dst["Upgrade"] = append(dst["Upgrade"], string(value))
+			if code != http.StatusSwitchingProtocols {
+				continue
 			}
-			continue
+		default:
+			if hopHeaders[string(name)] {
+				continue
+			}
 		}
-		if hopHeaders[string(name)] {
-			continue
+		f := field{key: commonKeys[string(name)], off: len(raw)}
+		if f.key == "" {
+			f.keyOff = len(raw)
+			raw = append(raw, name...)
+			f.off = len(raw)
 		}
-		key := internKey(name)
-		dst[key] = append(dst[key], string(value))
+		raw = append(raw, value...)
+		f.end = len(raw)
+		if f.key == "" {
+			f.keyEnd = f.off
+		}
+		fields = append(fields, f)
 	}
+	if len(fields) > 0 {
+		str := string(raw)
+		vals := make([]string, len(fields))
+		for i, f := range fields {
+			key := f.key
+			if key == "" {
+				key = str[f.keyOff:f.keyEnd]
+			}
+			vals[i] = str[f.off:f.end]
+			if prev, ok := dst[key]; ok {
+				dst[key] = append(prev, vals[i])
+			} else {
+				dst[key] = vals[i : i+1 : i+1]
+			}
+		}
+	}
+	c.fields, c.raw = fields[:0], raw[:0]
 	for _, k := range connTokens {
 		if k != "Upgrade" || code != http.StatusSwitchingProtocols {
 			delete(dst, k)
@@ -331,13 +365,15 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 	switch {
 	case method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
 		resp.noBody = true
-		if haveCL && method == http.MethodHead {
-			dst["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		if method != http.MethodHead {
+			delete(dst, "Content-Length")
 		}
 		resp.ContentLength = 0
 	case te != "":
-		// RFC 9112 §6.3: chunked must be the final coding; otherwise the
-		// body runs until the connection closes.
+		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length;
+		// chunked must be the final coding, otherwise the body runs until
+		// the connection closes.
+		delete(dst, "Content-Length")
 		if !http10 && strings.EqualFold(textproto.TrimString(lastToken(te)), "chunked") {
 			resp.chunked = true
 		} else {
@@ -345,7 +381,6 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 		}
 		resp.ContentLength = -1
 	case haveCL:
-		dst["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	default:
 		resp.Close = true
 	}
@@ -354,6 +389,29 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 		resp.body.chunked = httputil.NewChunkedReader(br)
 	}
 	return resp, nil
+}
+
+// field locates one header field in the scratch buffer; key is set when
+// the name is a common one, interned.
+type field struct {
+	key            string
+	keyOff, keyEnd int
+	off, end       int
+}
+
+// parseLength parses a Content-Length value: digits only, no sign.
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 func lastToken(s string) string {
@@ -444,7 +502,7 @@ func canonicalize(b []byte) {
 }
 
 // commonKeys interns frequent header names so that relaying them allocates
-// no key string.
+// no key string (a lookup with a []byte conversion does not allocate).
 var commonKeys = func() map[string]string {
 	m := map[string]string{}
 	for _, k := range []string{
@@ -458,13 +516,6 @@ var commonKeys = func() map[string]string {
 	}
 	return m
 }()
-
-func internKey(b []byte) string {
-	if k, ok := commonKeys[string(b)]; ok {
-		return k
-	}
-	return string(b)
-}
 
 // Body returns the reader of the response body. It returns io.EOF at the
 // body's end; then, when the connection is reusable, Done puts it back.

@@ -228,29 +228,29 @@ func TestConnPoolIdleTimeout(t *testing.T) {
 	defer p.Close()
 	var cs []*Conn
 	for range 3 {
-		c, err := p.Get(t.Context())
+		c, err := p.Get(t.Context(), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		cs = append(cs, c)
 	}
 	for _, c := range cs {
-		p.Put(c)
+		p.Put(c, time.Now())
 	}
 	if st := p.Stats(); st.Idle != 2 || st.Open != 2 || st.Created != 3 {
 		t.Fatalf("after putting 3 back with room for 2: %+v", st)
 	}
-	c, _ := p.Get(t.Context())
+	c, _ := p.Get(t.Context(), time.Now())
 	if !c.Reused {
 		t.Fatal("an idle connection was not reused")
 	}
-	p.Put(c)
+	p.Put(c, time.Now())
 	time.Sleep(80 * time.Millisecond)
 	p.CloseIdle(time.Now())
 	if st := p.Stats(); st.Idle != 0 || st.Open != 0 {
 		t.Fatalf("after the idle timeout: %+v", st)
 	}
-	c, _ = p.Get(t.Context())
+	c, _ = p.Get(t.Context(), time.Now())
 	if c.Reused {
 		t.Fatal("got a connection past its idle timeout")
 	}

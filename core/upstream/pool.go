@@ -83,6 +83,8 @@ type Conn struct {
 
 	resp    Response // reused for every response read on this connection
 	scratch [20]byte
+	fields  []field // scratch of readHeader
+	raw     []byte  // scratch of readHeader
 }
 
 var (
@@ -91,9 +93,8 @@ var (
 )
 
 // Get returns an idle connection, or dials a new one. An idle connection
-// past its idle timeout is closed rather than returned.
-func (p *ConnPool) Get(ctx context.Context) (*Conn, error) {
-	now := time.Now()
+// past its idle timeout at now is closed rather than returned.
+func (p *ConnPool) Get(ctx context.Context, now time.Time) (*Conn, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -141,9 +142,10 @@ func (p *ConnPool) dial(ctx context.Context) (*Conn, error) {
 }
 
 // Put returns a connection whose last response was read to its end, for
-// reuse. It is closed instead when the pool is full or closed.
-func (p *ConnPool) Put(c *Conn) {
-	c.idleAt = time.Now()
+// reuse, idle since now. It is closed instead when the pool is full or
+// closed.
+func (p *ConnPool) Put(c *Conn, now time.Time) {
+	c.idleAt = now
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.cfg.MaxIdle {
 		p.mu.Unlock()
