@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# bench/peers/run.sh — wproxy side by side with HAProxy, nginx and Caddy.
+# bench/peers/run.sh — wproxy side by side with HAProxy, nginx and Caddy
+# (and, with PROXIES including goproxy, the standard library's
+# httputil.ReverseProxy as a reference point).
 #
 # Every proxy balances round robin over the same two backends (one nginx
 # process serving a short fixed body on two ports), with the same number of
@@ -46,9 +48,10 @@ cleanup() {
 trap cleanup EXIT
 
 go build -trimpath -o "$work/wproxy" ./cmd/wproxy
+go build -trimpath -o "$work/goproxy" ./bench/peers/goproxy
 
 B1=$BASE; B2=$((BASE + 1))
-declare -A PORT=([wproxy]=$((BASE + 10)) [haproxy]=$((BASE + 11)) [nginx]=$((BASE + 12)) [caddy]=$((BASE + 13)))
+declare -A PORT=([wproxy]=$((BASE + 10)) [haproxy]=$((BASE + 11)) [nginx]=$((BASE + 12)) [caddy]=$((BASE + 13)) [goproxy]=$((BASE + 14)))
 
 mkdir -p "$work/backend" "$work/nginx"
 cat >"$work/backend/nginx.conf" <<CONF
@@ -143,6 +146,7 @@ start() {
 	wproxy) GOMAXPROCS=$WORKERS "$work/wproxy" run -config "$work/wproxy.yaml" -log-level warn >>"$work/wproxy.log" 2>&1 & ;;
 	haproxy) haproxy -f "$work/haproxy.cfg" -db >>"$work/haproxy.log" 2>&1 & ;;
 	nginx) nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" >>"$work/nginx/error.log" 2>&1 & ;;
+	goproxy) GOMAXPROCS=$WORKERS "$work/goproxy" "127.0.0.1:${PORT[goproxy]}" "127.0.0.1:$B1" "127.0.0.1:$B2" >>"$work/goproxy.log" 2>&1 & ;;
 	caddy) HOME=$work XDG_DATA_HOME=$work XDG_CONFIG_HOME=$work GOMAXPROCS=$WORKERS caddy run --config "$work/Caddyfile" --adapter caddyfile >>"$work/caddy.log" 2>&1 & ;;
 	esac
 	pids+=($!)
@@ -212,7 +216,7 @@ for p in $PROXIES; do
 	printf "%-8s %10.0f %9.3f %9.3f %12.2f\n" "$p" "${MED[$p]}" "$(echo "${P50[$p]}" | median)" "$(echo "${P99[$p]}" | median)" "$(echo "${CPU[$p]}" | median)"
 done
 echo
-for peer in haproxy nginx caddy; do
+for peer in haproxy nginx caddy goproxy; do
 	if [ -n "${MED[wproxy]:-}" ] && [ -n "${MED[$peer]:-}" ]; then
 		printf "wproxy/%-8s req/s %.2f   cpu/req %.2f\n" "$peer" "$(awk -v a="${MED[wproxy]}" -v b="${MED[$peer]}" 'BEGIN { print a / b }')" \
 			"$(awk -v a="$(echo "${CPU[wproxy]}" | median)" -v b="$(echo "${CPU[$peer]}" | median)" 'BEGIN { print a / b }')"

@@ -291,13 +291,15 @@ func (b *Balancer[T]) reap(s *slot[T]) {
 
 func (b *Balancer[T]) acquire() (*slot[T], error) {
 	for {
-		if b.closed.Load() {
-			return nil, errClosed
-		}
+		// Close turns every idle slot dead, so the fast path needs no
+		// check of its own.
 		for i := range b.slots {
 			if s := &b.slots[i]; s.state.CompareAndSwap(slotIdle, slotBusy) {
 				return s, nil
 			}
+		}
+		if b.closed.Load() {
+			return nil, errClosed
 		}
 		for i := range b.slots {
 			if s := &b.slots[i]; s.state.CompareAndSwap(slotEmpty, slotCreating) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -177,6 +178,7 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		{"empty module", []byte("\x00asm\x01\x00\x00\x00"), "missing export wproxy_abi_lb_v1"},
 		{"no marker", gowasm.Build(t, "./hostabi/lbhost/testdata/nomarker"), "missing export wproxy_abi_lb_v1"},
 		{"unknown import", gowasm.Build(t, "./hostabi/lbhost/testdata/badimport"), "imports wproxy_lb_v1.teleport, which this host does not provide"},
+		{"command", gowasm.BuildWith(t, "./hostabi/lbhost/testdata/command", []string{"-trimpath"}), "built as a command (exports _start, not _initialize)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +187,56 @@ func TestLoadRefusesBadModules(t *testing.T) {
 				t.Fatalf("err = %v, want it to name the module and contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestModuleWithoutMemoryIsRefused(t *testing.T) {
+	rt := newRuntime(t)
+	wasm, err := os.ReadFile("testdata/nomemory.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(context.Background(), rt, "nomemory.wasm", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(m, nil, testSet(t, 1, 1), Options{}); err == nil || !strings.Contains(err.Error(), "module nomemory.wasm defines no memory") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// The WebAssembly text example of ABI.md works as the document says.
+func TestABIExampleModule(t *testing.T) {
+	rt := newRuntime(t)
+	wasm, err := os.ReadFile("testdata/rr.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(context.Background(), rt, "rr.wasm", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(m, []byte("{}"), testSet(t, 1, 5, 1, 1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var got strings.Builder
+	for seq := range uint64(6) {
+		it, err := b.Pick(0, seq, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString(it)
+	}
+	if got.String() != "abcabc" {
+		t.Fatalf("picks %q", got.String())
+	}
+	if err := b.SetEndpoints(testSet(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pick(0, 7, 0, 0); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("empty set: %v", err)
 	}
 }
 
@@ -306,6 +358,31 @@ func BenchmarkPick(b *testing.B) {
 					seq++
 				}
 			})
+		})
+		b.Run(fmt.Sprintf("wat/endpoints=%d", n), func(b *testing.B) {
+			// ABI.md's round robin in WebAssembly text: the cost of the
+			// host side and the call, without a Go guest's runtime.
+			wasm, err := os.ReadFile("testdata/rr.wasm")
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, err := Load(context.Background(), rt, "rr.wasm", wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			bal, err := New(m, nil, set, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bal.Close()
+			b.ReportAllocs()
+			var seq uint64
+			for b.Loop() {
+				if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+				seq++
+			}
 		})
 		b.Run(fmt.Sprintf("native/endpoints=%d", n), func(b *testing.B) {
 			p, _ := swrr.New(nil)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -186,13 +187,11 @@ func (r *Runtime) Compile(ctx context.Context, source string, wasm []byte, spec 
 func (r *Runtime) check(cm wazero.CompiledModule, spec *Spec) error {
 	exports := cm.ExportedFunctions()
 	if _, ok := exports[spec.Marker]; !ok {
-		hint := ""
-		if _, cmd := exports["_start"]; cmd {
-			if _, reactor := exports["_initialize"]; !reactor {
-				hint = "; it is built as a command (exports _start): build a reactor, e.g. go build -buildmode=c-shared"
-			}
-		}
-		return fmt.Errorf("missing export %s, the marker of the %s ABI: is it built for this ABI?%s", spec.Marker, spec.Kind, hint)
+		return fmt.Errorf("missing export %s, the marker of the %s ABI: is it built for this ABI?", spec.Marker, spec.Kind)
+	}
+	_, command := exports["_start"]
+	if _, reactor := exports["_initialize"]; command && !reactor {
+		return errors.New("it is built as a command (exports _start, not _initialize): build a reactor, e.g. go build -buildmode=c-shared")
 	}
 	names := make([]string, 0, len(spec.Exports))
 	for n := range spec.Exports {
@@ -289,6 +288,11 @@ func (m *Module) Instantiate(ctx context.Context, logger *slog.Logger) (*Instanc
 	mod, err := m.rt.rt.InstantiateModule(inst.ctx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: instantiate: %w%s", m.Source, err, inst.capturedSuffix())
+	}
+	// wazero returns a typed nil for a module without memory.
+	if mem := mod.Memory(); mem == nil || reflect.ValueOf(mem).IsNil() {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("module %s defines no memory: the host has nowhere to write its buffers", m.Source)
 	}
 	inst.mod = mod
 	return inst, nil

@@ -26,8 +26,15 @@ func Root(tb testing.TB) string {
 // GOOS=wasip1 GOARCH=wasm and returns the module's bytes.
 func Build(tb testing.TB, pkg string) []byte {
 	tb.Helper()
+	return BuildWith(tb, pkg, Flags)
+}
+
+// BuildWith is Build with other go build flags, for modules built wrongly on
+// purpose.
+func BuildWith(tb testing.TB, pkg string, flags []string) []byte {
+	tb.Helper()
 	out := filepath.Join(tb.TempDir(), "module.wasm")
-	args := append([]string{"build"}, Flags...)
+	args := append([]string{"build"}, flags...)
 	args = append(args, "-o", out, pkg)
 	cmd := exec.Command(goCmd(), args...)
 	cmd.Dir = Root(tb)

@@ -2,7 +2,11 @@
 
 package lb
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/wproxy/wproxy/hostabi"
+)
 
 // buf is the one buffer the host fills before init and set_endpoints. It is
 // reachable from a global, so the collector keeps it; Go's collector does not
@@ -34,9 +38,15 @@ func wasmSetEndpoints(version uint64, ptr unsafe.Pointer, size uint32) uint32 {
 	return uint32(setEndpoints(version, guestBytes(ptr, size)))
 }
 
+// wasmPick repeats pick's body rather than calling it: every Go call costs
+// in a Wasm guest, and this one runs on every request.
+//
 //go:wasmexport wproxy_lb_pick
 func wasmPick(hash, seq, random uint64, flags uint32) int32 {
-	return pick(hash, seq, random, flags)
+	if policy == nil {
+		return pickError
+	}
+	return int32(policy.Pick(Request{Hash: hash, HashPresent: flags&hostabi.PickHashPresent != 0, Seq: seq, Random: random}))
 }
 
 //go:wasmimport wproxy_lb_v1 log
