@@ -1,28 +1,28 @@
-# wproxy — see README.md. `make demo` and `make test` are the quickstart.
-GO        ?= go
-WASM_ENV  := GOOS=wasip1 GOARCH=wasm
+# wproxy. `make demo` and `make test` are the quickstart (README.md).
+GO         ?= go
+WASM_ENV   := GOOS=wasip1 GOARCH=wasm
+# The flags of every default module: a WASI reactor, byte-reproducible.
+# internal/gowasm uses the same ones, and a test compares the results.
 WASM_FLAGS := -trimpath -buildvcs=false -buildmode=c-shared -ldflags="-s -w"
-POLICIES  := $(patsubst policies-wasm/%/main.go,%,$(wildcard policies-wasm/*/main.go))
-BIN       := bin/wproxy
+POLICIES   := $(patsubst policies-wasm/%/main.go,%,$(wildcard policies-wasm/*/main.go))
+BIN        := bin/wproxy
+FUZZTIME   ?= 30s
 
-.PHONY: all build wasm test deps bench demo clean fuzz
+.PHONY: all build wasm test deps bench bench-go bench-peers demo fuzz clean
 
 all: build
 
-build: $(BIN)
-
-$(BIN): FORCE
+build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/wproxy
-FORCE:
 
-# wasm rebuilds the default modules embedded in the binary, reproducibly.
+# wasm rebuilds the default modules embedded in the binary.
 wasm:
 	@for p in $(POLICIES); do \
 		echo "wasm policies-wasm/wasm/$$p.wasm"; \
 		$(WASM_ENV) $(GO) build $(WASM_FLAGS) -o policies-wasm/wasm/$$p.wasm ./policies-wasm/$$p || exit 1; \
 	done
 
-# deps installs what tests need beyond Go; quick when all is there.
+# deps installs what the tests need beyond Go; quick when all is there.
 deps:
 	@./scripts/deps.sh
 
@@ -30,8 +30,18 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./hostabi/... ./core/...
+# fuzz runs every fuzz target for FUZZTIME.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./core/config
+	$(GO) test -run '^$$' -fuzz FuzzReadResponse -fuzztime $(FUZZTIME) ./core/upstream
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoints -fuzztime $(FUZZTIME) ./hostabi/wire
+
+bench: bench-go bench-peers
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./hostabi/lbhost ./core/server
+
+bench-peers:
 	./bench/peers/run.sh
 
 demo:

@@ -113,9 +113,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 			// is nobody to answer.
 			return
 		}
-		// A reused connection the backend had closed: a request without a
-		// body can go again on a new connection.
-		if attempt == 0 && conn.Reused && !hasBody && (upstream.IsNoResponse(err) || isReset(err)) && ctx.Err() == nil {
+		// A reused connection the backend had closed: an idempotent request
+		// without a body can go again on a new connection.
+		if attempt == 0 && conn.Reused && !hasBody && idempotent(r.Method) && (upstream.IsNoResponse(err) || isReset(err)) && ctx.Err() == nil {
 			continue
 		}
 		h.failUpstream(w, r, b, err)
@@ -220,6 +220,16 @@ type deadlineBody struct {
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	b.rc.SetReadDeadline(time.Now().Add(b.d))
 	return b.ReadCloser.Read(p)
+}
+
+// idempotent reports whether a method is idempotent (RFC 9110 §9.2.2), so
+// that a request can be sent again when it may or may not have arrived.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // forwardedFor returns the X-Forwarded-For value to send: the client's

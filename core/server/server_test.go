@@ -614,6 +614,61 @@ wasm: {cache_dir: %s}
 	}
 }
 
+// The README's policy (examples/policies/go/sticky) keeps each user on one
+// backend through the proxy.
+func TestStickyExample(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/sticky.wasm", gowasm.Build(t, "./examples/policies/go/sticky"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
+pools:
+  p:
+    policy: sticky.wasm
+    hash_key: [header:X-User]
+    backends: [{address: %s}, {address: %s}, {address: %s}]
+wasm: {cache_dir: %s}
+`, bs[0].addr, bs[1].addr, bs[2].addr, gowasm.CacheDir())
+	cfg, err := config.Parse([]byte(yaml), dir+"/c.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Build(context.Background(), cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	url := "http://" + srv.Addrs()[0] + "/"
+	servedBy := map[string]string{}
+	used := map[string]bool{}
+	for round := 0; round < 3; round++ {
+		for u := 0; u < 30; u++ {
+			user := fmt.Sprintf("user-%d", u)
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("X-User", user)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := resp.Header.Get("X-Demo-Backend")
+			if prev, ok := servedBy[user]; ok && prev != got {
+				t.Fatalf("%s went to %s, then to %s", user, prev, got)
+			}
+			servedBy[user] = got
+			used[got] = true
+		}
+	}
+	if len(used) != 3 {
+		t.Fatalf("30 users used only backends %v", used)
+	}
+}
+
 func TestBuildErrorsAreLocated(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(dir+"/nomarker.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/nomarker"), 0o644)

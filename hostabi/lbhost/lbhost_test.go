@@ -400,3 +400,51 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoad is the start-up cost of a module: compiling the default
+// round_robin module with no cache, with a warm disk cache, and creating one
+// initialised instance.
+func BenchmarkLoad(b *testing.B) {
+	wasm, _ := policieswasm.Lookup("round_robin")
+	ctx := context.Background()
+	b.Run("compile-cold", func(b *testing.B) {
+		for b.Loop() {
+			rt, err := wasmhost.New(ctx, wasmhost.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := Load(ctx, rt, "round_robin", wasm); err != nil {
+				b.Fatal(err)
+			}
+			rt.Close(ctx)
+		}
+	})
+	dir := b.TempDir()
+	warm, _ := wasmhost.New(ctx, wasmhost.Config{CacheDir: dir})
+	Load(ctx, warm, "round_robin", wasm)
+	warm.Close(ctx)
+	b.Run("compile-disk-cache", func(b *testing.B) {
+		for b.Loop() {
+			rt, err := wasmhost.New(ctx, wasmhost.Config{CacheDir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := Load(ctx, rt, "round_robin", wasm); err != nil {
+				b.Fatal(err)
+			}
+			rt.Close(ctx)
+		}
+	})
+	b.Run("instantiate", func(b *testing.B) {
+		rt := newRuntime(b)
+		m := roundRobin(b, rt)
+		set := testSet(b, 1, 1, 1)
+		for b.Loop() {
+			bal, err := New(m, nil, set, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			bal.Close()
+		}
+	})
+}
