@@ -188,20 +188,33 @@ to_ms() { # wrk latency such as 512.00us, 1.20ms, 2.00s -> ms
 	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU RATIO
+read -r -a order <<<"$PROXIES"
+n=${#order[@]}
 for r in $(seq 1 "$ROUNDS"); do
-	for p in $PROXIES; do
+	# Each round starts with another proxy, so that none is always first
+	# after the warm-up or always last.
+	declare -A ROUND=()
+	for i in $(seq 0 $((n - 1))); do
+		p=${order[$(((i + r - 1) % n))]}
 		t0=$(proc_ticks "$p")
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$p]}/")
 		t1=$(proc_ticks "$p")
 		reqs=$(echo "$out" | awk '/requests in/ {print $1}')
 		errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
 		[ -n "$errs" ] && echo "round $r $p: $errs" >&2
-		RPS[$p]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
+		ROUND[$p]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+		RPS[$p]+="${ROUND[$p]} "
 		P50[$p]+="$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')") "
 		P99[$p]+="$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')") "
 		CPU[$p]+="$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }') "
-		echo "round $r $p: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s" >&2
+		echo "round $r $p: ${ROUND[$p]} req/s" >&2
+	done
+	# Ratios within a round cancel the machine's drift between rounds.
+	for peer in haproxy nginx caddy goproxy; do
+		if [ -n "${ROUND[wproxy]:-}" ] && [ -n "${ROUND[$peer]:-}" ]; then
+			RATIO[$peer]+="$(awk -v a="${ROUND[wproxy]}" -v b="${ROUND[$peer]}" 'BEGIN { printf "%.3f", a / b }') "
+		fi
 	done
 done
 
@@ -216,9 +229,12 @@ for p in $PROXIES; do
 	printf "%-8s %10.0f %9.3f %9.3f %12.2f\n" "$p" "${MED[$p]}" "$(echo "${P50[$p]}" | median)" "$(echo "${P99[$p]}" | median)" "$(echo "${CPU[$p]}" | median)"
 done
 echo
+echo "ratios: the median of the per-round ratios, with the lowest and highest round"
 for peer in haproxy nginx caddy goproxy; do
-	if [ -n "${MED[wproxy]:-}" ] && [ -n "${MED[$peer]:-}" ]; then
-		printf "wproxy/%-8s req/s %.2f   cpu/req %.2f\n" "$peer" "$(awk -v a="${MED[wproxy]}" -v b="${MED[$peer]}" 'BEGIN { print a / b }')" \
+	if [ -n "${RATIO[$peer]:-}" ]; then
+		lo=$(echo "${RATIO[$peer]}" | tr ' ' '\n' | grep -v '^$' | sort -g | head -1)
+		hi=$(echo "${RATIO[$peer]}" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -1)
+		printf "wproxy/%-8s req/s %.2f (%.2f-%.2f)   cpu/req %.2f\n" "$peer" "$(echo "${RATIO[$peer]}" | median)" "$lo" "$hi" \
 			"$(awk -v a="$(echo "${CPU[wproxy]}" | median)" -v b="$(echo "${CPU[$peer]}" | median)" 'BEGIN { print a / b }')"
 	fi
 done

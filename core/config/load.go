@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -519,7 +520,7 @@ func parseHashSource(s string) (HashSource, error) {
 			return HashSource{}, fmt.Errorf("%s needs a name, as in %s:NAME", kind, kind)
 		}
 		if kind == "header" {
-			name = http1CanonicalKey(name)
+			name = http.CanonicalHeaderKey(name)
 		}
 		return HashSource{Kind: kind, Name: name}, nil
 	case "client_ip", "host", "path":
@@ -529,19 +530,6 @@ func parseHashSource(s string) (HashSource, error) {
 		return HashSource{Kind: kind}, nil
 	}
 	return HashSource{}, errors.New("unknown source: use header:NAME, cookie:NAME, query:NAME, client_ip, host or path")
-}
-
-// http1CanonicalKey canonicalises a header name as net/http does.
-func http1CanonicalKey(s string) string {
-	b := []byte(strings.ToLower(s))
-	upper := true
-	for i, c := range b {
-		if upper && 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-		upper = c == '-'
-	}
-	return string(b)
 }
 
 func checkListenAddress(addr string) error {

@@ -238,6 +238,7 @@ type conn struct {
 	bw         *bufio.Writer
 	w          response
 	hijacked   bool
+	rs       reqState
 	// readDeadline is the read deadline last set through the server;
 	// handlers that set their own (http.ResponseController) reset it.
 	readDeadline time.Time
@@ -346,12 +347,16 @@ var crlfcrlf = []byte("\r\n\r\n")
 // serveOne reads and answers one request; it reports whether the connection
 // can carry another.
 func (c *conn) serveOne() (keepAlive bool) {
-	req, err := http.ReadRequest(c.br)
-	c.lr.n = -1
-	if err != nil {
-		c.requestError(err)
-		return false
+	req, fast := c.fastRequest()
+	if !fast {
+		var err error
+		if req, err = http.ReadRequest(c.br); err != nil {
+			c.lr.n = -1
+			c.requestError(err)
+			return false
+		}
 	}
+	c.lr.n = -1
 	if msg := checkRequest(req); msg != "" {
 		c.errorResponse(http.StatusBadRequest, msg)
 		return false
@@ -385,9 +390,15 @@ func (c *conn) serveOne() (keepAlive bool) {
 	}
 	// Drain what the handler left of the body, within reason, so that the
 	// connection can carry the next request.
-	if body != http.NoBody {
-		if n, err := io.CopyN(io.Discard, body, 256<<10); err != io.EOF || n >= 256<<10 {
-			return false
+	const drainLimit = 256 << 10
+	switch body := body.(type) {
+	case *fixedBody:
+		return body.discard(drainLimit)
+	default:
+		if body != http.NoBody {
+			if n, err := io.CopyN(io.Discard, body, drainLimit); err != io.EOF || n >= drainLimit {
+				return false
+			}
 		}
 	}
 	return true

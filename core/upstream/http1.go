@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/wproxy/wproxy/core/httpsyntax"
 )
 
 // MaxResponseHeaderBytes bounds a response header, status line included.
@@ -269,10 +271,10 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 			return nil, &ProtocolError{fmt.Sprintf("malformed header line %q", truncate(line))}
 		}
 		name := line[:colon]
-		if !validToken(name) {
+		if !httpsyntax.ValidToken(name) {
 			return nil, &ProtocolError{fmt.Sprintf("malformed header name %q", truncate(name))}
 		}
-		canonicalize(name)
+		httpsyntax.Canonicalize(name)
 		value := bytes.TrimSpace(line[colon+1:])
 		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, 0) >= 0 {
 			return nil, &ProtocolError{fmt.Sprintf("invalid byte in the value of %s", name)}
@@ -464,43 +466,6 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// validToken reports whether b is an RFC 9110 token.
-func validToken(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return len(b) > 0
-}
-
-var tokenChars = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// canonicalize rewrites a valid header name in place as net/http does.
-func canonicalize(b []byte) {
-	upper := true
-	for i, c := range b {
-		if upper && 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			b[i] = c - 'A' + 'a'
-		}
-		upper = c == '-'
-	}
-}
-
 // commonKeys interns frequent header names so that relaying them allocates
 // no key string (a lookup with a []byte conversion does not allocate).
 var commonKeys = func() map[string]string {
@@ -601,10 +566,10 @@ func (b *bodyReader) readTrailer() error {
 			return nil
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validToken(line[:colon]) {
+		if colon <= 0 || !httpsyntax.ValidToken(line[:colon]) {
 			return &ProtocolError{fmt.Sprintf("malformed trailer line %q", truncate(line))}
 		}
-		canonicalize(line[:colon])
+		httpsyntax.Canonicalize(line[:colon])
 		if hopHeaders[string(line[:colon])] || string(line[:colon]) == "Content-Length" {
 			continue
 		}
