@@ -142,4 +142,3 @@ func FuzzFastRequest(f *testing.F) {
 		check("bytes after the request", string(frest), string(srest))
 	})
 }
-

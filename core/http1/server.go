@@ -238,7 +238,7 @@ type conn struct {
 	bw         *bufio.Writer
 	w          response
 	hijacked   bool
-	rs       reqState
+	rs         reqState
 	// readDeadline is the read deadline last set through the server;
 	// handlers that set their own (http.ResponseController) reset it.
 	readDeadline time.Time
