@@ -34,12 +34,13 @@ test: deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./core/config
 	$(GO) test -run '^$$' -fuzz FuzzReadResponse -fuzztime $(FUZZTIME) ./core/upstream
+	$(GO) test -run '^$$' -fuzz FuzzFastRequest -fuzztime $(FUZZTIME) ./core/http1
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoints -fuzztime $(FUZZTIME) ./hostabi/wire
 
 bench: bench-go bench-peers
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./hostabi/lbhost ./core/server
+	$(GO) test -run '^$$' -bench . -benchmem ./hostabi/lbhost ./core/http1 ./core/server
 
 bench-peers:
 	./bench/peers/run.sh

@@ -36,6 +36,8 @@ type Server struct {
 	mu      sync.Mutex
 	started bool
 	serving sync.WaitGroup
+	stop    chan struct{} // closed by Close: stops the janitor
+	closed  sync.Once
 }
 
 type listener struct {
@@ -52,7 +54,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, logger: logger, pools: map[string]*balancer.Pool{}}
+	s := &Server{cfg: cfg, logger: logger, pools: map[string]*balancer.Pool{}, stop: make(chan struct{})}
 	cacheDir := cfg.Wasm.CacheDir
 	if cacheDir == "off" {
 		cacheDir = ""
@@ -160,6 +162,8 @@ func (s *Server) Start() error {
 		l.ln = ln
 	}
 	s.started = true
+	s.serving.Add(1)
+	go s.janitor()
 	for _, l := range s.listeners {
 		s.serving.Add(1)
 		go func() {
@@ -197,19 +201,48 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	s.serving.Wait()
 	s.Close()
+	s.serving.Wait()
 	return errors.Join(errs...)
 }
 
 // Close releases the pools and the Wasm runtime without draining; Shutdown
 // calls it.
 func (s *Server) Close() {
-	for _, p := range s.pools {
-		p.Close()
+	s.closed.Do(func() {
+		close(s.stop)
+		for _, p := range s.pools {
+			p.Close()
+		}
+		if s.rt != nil {
+			s.rt.Close(context.Background())
+		}
+	})
+}
+
+// janitor closes upstream connections that stayed idle past their pool's
+// idle timeout, so that they do not hold descriptors (here or on the
+// backend) until the next request happens to find them. It runs at a
+// quarter of the shortest idle timeout, at most once a second.
+func (s *Server) janitor() {
+	defer s.serving.Done()
+	every := time.Second
+	for _, p := range s.cfg.Pools {
+		every = min(every, max(p.IdleConnTimeout/4, 10*time.Millisecond))
 	}
-	if s.rt != nil {
-		s.rt.Close(context.Background())
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			for _, p := range s.pools {
+				for _, b := range p.Backends() {
+					b.Conns.CloseIdle(now)
+				}
+			}
+		}
 	}
 }
 

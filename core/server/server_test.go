@@ -475,6 +475,39 @@ func TestUpstreamConnectionsReused(t *testing.T) {
 	}
 }
 
+// Idle upstream connections are closed once past the idle timeout, without
+// waiting for a request to find them.
+func TestIdleUpstreamConnectionsClosed(t *testing.T) {
+	var closed atomic.Int64
+	b := startBackendWith(t, "a", nil, func(s *http.Server) {
+		s.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				closed.Add(1)
+			}
+		}
+	})
+	url, srv := startProxy(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
+pools:
+  p:
+    idle_conn_timeout: 100ms
+    backends: [{address: %s}]
+wasm: {cache_dir: %s}
+`, b.addr, gowasm.CacheDir()))
+	get(t, http.DefaultClient, url+"/")
+	conns := srv.Pool("p").Backends()[0].Conns
+	if st := conns.Stats(); st.Idle != 1 || st.Open != 1 {
+		t.Fatalf("after one request: %+v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := conns.Stats(); st.Idle != 0 || st.Open != 0 || closed.Load() != 1 {
+		t.Fatalf("after the idle timeout: %+v, backend saw %d closed", st, closed.Load())
+	}
+}
+
 // A backend that closes idle keep-alive connections early: the next GET on
 // the stale connection is sent again on a new one.
 func TestStaleConnectionRetried(t *testing.T) {
