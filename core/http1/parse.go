@@ -137,7 +137,7 @@ func (c *conn) fastRequest() (*http.Request, bool) {
 	if lengthField >= 0 {
 		f := fields[lengthField]
 		var ok bool
-		if length, ok = parseDigits(head[f.valOff:f.valEnd]); !ok {
+		if length, ok = httpsyntax.ParseLength(head[f.valOff:f.valEnd]); !ok {
 			return nil, false
 		}
 	}
@@ -264,20 +264,6 @@ func equalFoldAny(b []byte, names ...string) bool {
 		}
 	}
 	return false
-}
-
-func parseDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // shouldClose is net/http's rule: HTTP/1.0 closes unless it asks for

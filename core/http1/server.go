@@ -159,16 +159,7 @@ func (s *Server) untrack(c *conn) {
 // it closes what is left and returns ctx's error. Hijacked connections are the
 // hijacker's to close.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.init()
-	first := !s.shutdown.Swap(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	if first {
-		close(s.done)
-	}
-	s.mu.Unlock()
+	s.stopAccepting()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -186,18 +177,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
+	s.stopAccepting()
+	s.closeAll()
+	return nil
+}
+
+// stopAccepting marks the server shut down and closes its listeners.
+func (s *Server) stopAccepting() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.init()
-	first := !s.shutdown.Swap(true)
+	if !s.shutdown.Swap(true) {
+		close(s.done)
+	}
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	if first {
-		close(s.done)
-	}
-	s.mu.Unlock()
-	s.closeAll()
-	return nil
 }
 
 // closeIdle closes idle connections and returns how many are still open.

@@ -54,3 +54,19 @@ func IsCanonical(b []byte) bool {
 	}
 	return true
 }
+
+// ParseLength parses a Content-Length value: 1 to 18 decimal digits, no sign
+// or space (longer values are refused rather than risk overflow).
+func ParseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,14 @@ func proxyFor(t *testing.T, extra string, backends []*backend, weights ...int) (
 
 func startProxy(t testing.TB, yaml string) (string, *Server) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), "test.yaml", t.TempDir())
+	return startProxyIn(t, t.TempDir(), yaml)
+}
+
+// startProxyIn starts a proxy whose configuration file lives in dir, where
+// relative module paths resolve.
+func startProxyIn(t testing.TB, dir, yaml string) (string, *Server) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), filepath.Join(dir, "test.yaml"), dir)
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yaml, err)
 	}
@@ -620,27 +628,16 @@ func TestPolicyFromFile(t *testing.T) {
 	if err := os.WriteFile(dir+"/first.wasm", wasm, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	url, _ := startProxyIn(t, dir, fmt.Sprintf(`
 listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
 pools:
   p:
     policy: first.wasm
     backends: [{address: %s}, {address: %s}]
 wasm: {cache_dir: %s}
-`, a.addr, b.addr, gowasm.CacheDir())), dir+"/c.yaml", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Build(context.Background(), cfg, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
+`, a.addr, b.addr, gowasm.CacheDir()))
 	for i := 0; i < 5; i++ {
-		resp, _ := get(t, http.DefaultClient, "http://"+srv.Addrs()[0]+"/")
+		resp, _ := get(t, http.DefaultClient, url+"/")
 		if resp.Header.Get("X-Demo-Backend") != "a" {
 			t.Fatalf("request %d went to %q", i, resp.Header.Get("X-Demo-Backend"))
 		}
@@ -655,7 +652,7 @@ func TestStickyExample(t *testing.T) {
 	if err := os.WriteFile(dir+"/sticky.wasm", gowasm.Build(t, "./examples/policies/go/sticky"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	yaml := fmt.Sprintf(`
+	url, _ := startProxyIn(t, dir, fmt.Sprintf(`
 listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
 pools:
   p:
@@ -663,20 +660,8 @@ pools:
     hash_key: [header:X-User]
     backends: [{address: %s}, {address: %s}, {address: %s}]
 wasm: {cache_dir: %s}
-`, bs[0].addr, bs[1].addr, bs[2].addr, gowasm.CacheDir())
-	cfg, err := config.Parse([]byte(yaml), dir+"/c.yaml", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Build(context.Background(), cfg, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	url := "http://" + srv.Addrs()[0] + "/"
+`, bs[0].addr, bs[1].addr, bs[2].addr, gowasm.CacheDir()))
+	url += "/"
 	servedBy := map[string]string{}
 	used := map[string]bool{}
 	for round := 0; round < 3; round++ {

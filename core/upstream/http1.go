@@ -297,7 +297,7 @@ func (c *Conn) readHeader(method string, dst http.Header) (*Response, error) {
 			te = string(value)
 			continue
 		case "Content-Length":
-			n, ok := parseLength(value)
+			n, ok := httpsyntax.ParseLength(value)
 			if !ok {
 				return nil, &ProtocolError{fmt.Sprintf("invalid Content-Length %q", truncate(value))}
 			}
@@ -399,21 +399,6 @@ type field struct {
 	key            string
 	keyOff, keyEnd int
 	off, end       int
-}
-
-// parseLength parses a Content-Length value: digits only, no sign.
-func parseLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 func lastToken(s string) string {

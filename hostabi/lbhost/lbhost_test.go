@@ -303,6 +303,16 @@ func TestExitedInstanceIsReplaced(t *testing.T) {
 func BenchmarkPick(b *testing.B) {
 	rt := newRuntime(b)
 	mod := roundRobin(b, rt)
+	wat, err := os.ReadFile("testdata/rr.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// ABI.md's round robin in WebAssembly text: the cost of the host side
+	// and the call, without a Go guest's runtime.
+	watMod, err := Load(context.Background(), rt, "rr.wasm", wat)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, n := range []int{8, 1000} {
 		weights := make([]uint32, n)
 		eps := make([]lb.Endpoint, n)
@@ -311,80 +321,41 @@ func BenchmarkPick(b *testing.B) {
 			eps[i] = lb.Endpoint{Address: fmt.Sprintf("10.0.%d.%d:80", i/256, i%256), Weight: weights[i]}
 		}
 		set := testSet(b, 1, weights...)
-		b.Run(fmt.Sprintf("wasm/endpoints=%d", n), func(b *testing.B) {
-			bal, err := New(mod, nil, set, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bal.Close()
-			b.ReportAllocs()
-			var seq uint64
-			for b.Loop() {
-				if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+		for _, v := range []struct {
+			name     string
+			mod      *wasmhost.Module
+			max      int
+			parallel bool
+		}{
+			{"wasm", mod, 0, false},
+			{"wasm-parallel", mod, 0, true},
+			{"wasm-serialized-parallel", mod, 1, true},
+			{"wat", watMod, 0, false},
+		} {
+			b.Run(fmt.Sprintf("%s/endpoints=%d", v.name, n), func(b *testing.B) {
+				bal, err := New(v.mod, nil, set, Options{MaxInstances: v.max, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
 					b.Fatal(err)
 				}
-				seq++
-			}
-		})
-		b.Run(fmt.Sprintf("wasm-parallel/endpoints=%d", n), func(b *testing.B) {
-			bal, err := New(mod, nil, set, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bal.Close()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				var seq uint64
-				for pb.Next() {
-					if _, err := bal.Pick(0, seq, 0, 0); err != nil {
-						b.Fatal(err)
+				defer bal.Close()
+				b.ReportAllocs()
+				loop := func(next func() bool) {
+					var seq uint64
+					for next() {
+						if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+							b.Error(err)
+							return
+						}
+						seq++
 					}
-					seq++
+				}
+				if v.parallel {
+					b.RunParallel(func(pb *testing.PB) { loop(pb.Next) })
+				} else {
+					loop(b.Loop)
 				}
 			})
-		})
-		b.Run(fmt.Sprintf("wasm-serialized-parallel/endpoints=%d", n), func(b *testing.B) {
-			bal, err := New(mod, nil, set, Options{MaxInstances: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bal.Close()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				var seq uint64
-				for pb.Next() {
-					if _, err := bal.Pick(0, seq, 0, 0); err != nil {
-						b.Fatal(err)
-					}
-					seq++
-				}
-			})
-		})
-		b.Run(fmt.Sprintf("wat/endpoints=%d", n), func(b *testing.B) {
-			// ABI.md's round robin in WebAssembly text: the cost of the
-			// host side and the call, without a Go guest's runtime.
-			wasm, err := os.ReadFile("testdata/rr.wasm")
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := Load(context.Background(), rt, "rr.wasm", wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
-			bal, err := New(m, nil, set, Options{Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bal.Close()
-			b.ReportAllocs()
-			var seq uint64
-			for b.Loop() {
-				if _, err := bal.Pick(0, seq, 0, 0); err != nil {
-					b.Fatal(err)
-				}
-				seq++
-			}
-		})
+		}
 		b.Run(fmt.Sprintf("native/endpoints=%d", n), func(b *testing.B) {
 			p, _ := swrr.New(nil)
 			if err := p.SetEndpoints(1, eps); err != nil {
