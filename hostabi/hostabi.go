@@ -47,6 +47,70 @@ const (
 	// ImportLog writes a line to the host's log:
 	// (level i32, msg_ptr i32, msg_len i32) -> ().
 	ImportLog = "log"
+
+	// Live figures of the endpoints of the caller's current set, by index.
+	// ImportEndpointInFlight: (index i32) -> (requests i64), the requests
+	// sent to the endpoint and not finished.
+	ImportEndpointInFlight = "endpoint_inflight"
+	// ImportEndpointLatency: (index i32) -> (ns i64), the moving average of
+	// the endpoint's time to a response header; 0 before the first.
+	ImportEndpointLatency = "endpoint_latency"
+	// ImportPoolInFlight: () -> (requests i64), the pool's requests in
+	// flight over all endpoints.
+	ImportPoolInFlight = "pool_inflight"
+	// ImportEndpointAcquire: (index i32, limit i64) -> (acquired i32)
+	// counts the request being picked to the endpoint if its in-flight
+	// count is below limit, atomically, and returns 1; the pick must then
+	// return that index. 0 when the endpoint is at the limit. For bounded
+	// loads that hold under any concurrency.
+	ImportEndpointAcquire = "endpoint_acquire"
+	// ImportEndpointLoad: (index i32) -> (load i64), the endpoint's last
+	// load sample in millionths (LoadScale is 1.0), or ResultAbsent.
+	ImportEndpointLoad = "endpoint_load"
+	// ImportEndpointLoadAge: (index i32) -> (ns i64), the age of that
+	// sample, or ResultAbsent.
+	ImportEndpointLoadAge = "endpoint_load_age"
+	// ImportEndpointLoadSet: (index i32, load i64) -> (errno i32) records a
+	// load sample for the endpoint, seen by every instance of the pool.
+	ImportEndpointLoadSet = "endpoint_load_set"
+	// ImportEndpointLoadClaim: (index i32, ttl_ms i64) -> (claimed i32)
+	// returns 1 to exactly one caller per ttl per endpoint, across all the
+	// pool's instances: the one that should take the next sample.
+	ImportEndpointLoadClaim = "endpoint_load_claim"
+
+	// ImportFetchStart: (req_ptr i32, req_len i32) -> (id i64) starts an
+	// HTTP request (encoded as wire.FetchRequest) without waiting for it.
+	ImportFetchStart = "fetch_start"
+	// ImportFetchResult: (id i64, buf_ptr i32, buf_len i32) -> (size i64)
+	// collects a finished fetch (encoded as wire.FetchResult).
+	ImportFetchResult = "fetch_result"
+
+	// ImportTimerSet: (delay_ms i64, id i64) -> (errno i32) asks the host
+	// to call ExportOnTimer with id once, after the delay.
+	ImportTimerSet = "timer_set"
+	// ExportOnTimer: (id i64) -> () is called when a timer fires. A module
+	// that imports timer_set must export it.
+	ExportOnTimer = "wproxy_on_timer"
+
+	// ImportRequestAttr: (name_ptr i32, name_len i32, buf_ptr i32,
+	// buf_len i32) -> (len i64) reads an attribute of the request being
+	// picked for ("path", "header:NAME", ...).
+	ImportRequestAttr = "request_attr"
+)
+
+// LoadScale is a load of 1.0 (fully loaded) in the millionths that
+// endpoint_load and endpoint_load_set use.
+const LoadScale = 1_000_000
+
+// Negative results of the i64 functions above. A function documents which
+// it returns.
+const (
+	ResultAbsent  int64 = -1 // no such value: no sample yet, attribute not in the request
+	ResultInvalid int64 = -2 // an argument is wrong: index out of range, malformed buffer
+	ResultPending int64 = -3 // the fetch has not finished
+	ResultDenied  int64 = -4 // the fetch's destination is not allowed
+	ResultBusy    int64 = -5 // too many fetches or timers are pending
+	ResultUnknown int64 = -6 // no fetch has this id: never started, collected or expired
 )
 
 // Pick flags, bits of the flags argument of ExportLBPick.

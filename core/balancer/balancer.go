@@ -39,28 +39,102 @@ type Backend struct {
 	// Conns pools the upstream connections to this backend.
 	Conns *upstream.ConnPool
 
+	pool     *Pool // the pool that picked it, for the pool's in-flight total
 	inflight atomic.Int64
 	requests atomic.Uint64
+	latency  atomic.Int64 // EWMA of time to response header, ns
+	load     atomic.Int64 // last load sample, millionths
+	loadAt   atomic.Int64 // when, Unix ns; 0 before the first
+	claimAt  atomic.Int64 // last load-sample claim, Unix ns
 }
 
+var _ lbhost.Endpoint = (*Backend)(nil)
+
 // Done ends the accounting of one request picked for b.
-func (b *Backend) Done() { b.inflight.Add(-1) }
+func (b *Backend) Done() {
+	b.inflight.Add(-1)
+	if b.pool != nil {
+		b.pool.inflight.Add(-1)
+	}
+}
 
 // InFlight returns the requests picked for b and not yet done.
 func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// ObserveLatency folds the time a response header took into the backend's
+// moving average (weight 1/8 for the new sample).
+func (b *Backend) ObserveLatency(d time.Duration) {
+	for {
+		old := b.latency.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if b.latency.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// LatencyEWMA returns the moving average of the time to a response header,
+// in nanoseconds; 0 before the first response.
+func (b *Backend) LatencyEWMA() int64 { return b.latency.Load() }
+
+// Load returns the last load sample a module recorded (millionths) and when.
+func (b *Backend) Load() (load, at int64, ok bool) {
+	at = b.loadAt.Load()
+	return b.load.Load(), at, at != 0
+}
+
+// SetLoad records a load sample.
+func (b *Backend) SetLoad(load, now int64) {
+	b.load.Store(load)
+	b.loadAt.Store(now)
+}
+
+// ClaimLoadSample returns true to one caller per ttl: the one that should
+// sample the backend's load next.
+func (b *Backend) ClaimLoadSample(now, ttl int64) bool {
+	last := b.claimAt.Load()
+	return now-last >= ttl && b.claimAt.CompareAndSwap(last, now)
+}
+
+// Addr returns host:port.
+func (b *Backend) Addr() string { return b.Address }
+
+// TryAcquire counts one more request in flight if fewer than limit are.
+func (b *Backend) TryAcquire(limit int64) bool {
+	for {
+		cur := b.inflight.Load()
+		if cur >= limit {
+			return false
+		}
+		if b.inflight.CompareAndSwap(cur, cur+1) {
+			if b.pool != nil {
+				b.pool.inflight.Add(1)
+			}
+			return true
+		}
+	}
+}
+
+// Release undoes a TryAcquire.
+func (b *Backend) Release() { b.Done() }
 
 // Requests returns the requests picked for b since start.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }
 
 // Pool is a named set of backends balanced by a module.
 type Pool struct {
-	Name     string
-	lb       *lbhost.Balancer[*Backend]
-	key      HashKey
-	seq      atomic.Uint64
-	logger   *slog.Logger
-	fallback atomic.Uint64
-	lastLog  atomic.Int64
+	Name       string
+	lb         *lbhost.Balancer[*Backend]
+	key        HashKey
+	fetchAllow map[string]bool
+	seq        atomic.Uint64
+	inflight   atomic.Int64
+	logger     *slog.Logger
+	fallback   atomic.Uint64
+	lastLog    atomic.Int64
 }
 
 // Options configure a Pool.
@@ -70,7 +144,10 @@ type Options struct {
 	// MaxInstances bounds the module instances that run at once; default
 	// GOMAXPROCS.
 	MaxInstances int
-	Logger       *slog.Logger
+	// FetchAllow lists host:port destinations the module may fetch from,
+	// beyond the pool's own backends.
+	FetchAllow []string
+	Logger     *slog.Logger
 }
 
 // NewPool starts the pool's module with policyConfig (JSON) and gives it the
@@ -79,20 +156,46 @@ func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	set, err := endpointSet(1, backends)
+	p := &Pool{Name: name, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name), fetchAllow: map[string]bool{}}
+	for _, a := range opts.FetchAllow {
+		p.fetchAllow[a] = true
+	}
+	set, err := p.endpointSet(1, backends)
 	if err != nil {
 		return nil, err
 	}
-	lb, err := lbhost.New(mod, policyConfig, set, lbhost.Options{Name: name, MaxInstances: opts.MaxInstances, Logger: opts.Logger})
+	lb, err := lbhost.New(mod, policyConfig, set, lbhost.Options{
+		Name: name, MaxInstances: opts.MaxInstances, Logger: opts.Logger,
+		PoolInFlight: p.inflight.Load,
+		FetchAllowed: p.fetchAllowed,
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{Name: name, lb: lb, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name)}, nil
+	p.lb = lb
+	return p, nil
 }
 
-func endpointSet(version uint64, backends []*Backend) (*lbhost.Set[*Backend], error) {
+// fetchAllowed lets a module fetch from the pool's backends and the
+// configured destinations.
+func (p *Pool) fetchAllowed(hostport string) bool {
+	if p.fetchAllow[hostport] {
+		return true
+	}
+	for _, b := range p.lb.Set().Items {
+		if b.Address == hostport {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pool) endpointSet(version uint64, backends []*Backend) (*lbhost.Set[*Backend], error) {
 	eps := make([]wire.Endpoint, len(backends))
 	for i, b := range backends {
+		if b.pool != p { // a backend new to the pool: nobody picks it yet
+			b.pool = p
+		}
 		eps[i] = wire.Endpoint{Address: b.Address, Weight: b.Weight, Zone: b.Zone, Meta: b.Meta}
 	}
 	return lbhost.NewSet(version, backends, eps)
@@ -104,7 +207,7 @@ func (p *Pool) Backends() []*Backend { return p.lb.Set().Items }
 // SetBackends replaces the pool's backends; the module sees the change before
 // its next pick. On error the previous set stays.
 func (p *Pool) SetBackends(backends []*Backend) error {
-	set, err := endpointSet(p.lb.Set().Version+1, backends)
+	set, err := p.endpointSet(p.lb.Set().Version+1, backends)
 	if err != nil {
 		return err
 	}
@@ -120,7 +223,7 @@ func (p *Pool) Pick(r *http.Request) (*Backend, error) {
 		flags |= hostabi.PickHashPresent
 	}
 	seq := p.seq.Add(1) - 1
-	b, err := p.lb.Pick(hash, seq, rand.Uint64(), flags)
+	b, counted, err := p.lb.Pick(hash, seq, rand.Uint64(), flags, (*requestAttrs)(r))
 	if err != nil {
 		if errors.Is(err, lbhost.ErrNoEndpoint) {
 			return nil, ErrNoBackend
@@ -130,10 +233,16 @@ func (p *Pool) Pick(r *http.Request) (*Backend, error) {
 			return nil, ErrNoBackend
 		}
 	}
-	b.inflight.Add(1)
+	if !counted {
+		b.inflight.Add(1)
+		p.inflight.Add(1)
+	}
 	b.requests.Add(1)
 	return b, nil
 }
+
+// InFlight returns the pool's requests in flight.
+func (p *Pool) InFlight() int64 { return p.inflight.Load() }
 
 // fallbackPick answers when the module failed: round robin over the set,
 // ignoring weights. The failure is logged at most once a second.

@@ -100,3 +100,30 @@ func queryParam(q, name string) (string, bool) {
 	}
 	return "", false
 }
+
+// requestAttrs answers a module's request_attr calls from the request.
+type requestAttrs http.Request
+
+// Attr implements lbhost.Attrs.
+func (a *requestAttrs) Attr(name string) (string, bool) {
+	r := (*http.Request)(a)
+	switch name {
+	case "method":
+		return r.Method, true
+	case "query":
+		return r.URL.RawQuery, true
+	case "path", "host", "client_ip":
+		return value(config.HashSource{Kind: name}, r)
+	}
+	kind, arg, ok := strings.Cut(name, ":")
+	if !ok || arg == "" {
+		return "", false
+	}
+	switch kind {
+	case "header":
+		return value(config.HashSource{Kind: kind, Name: http.CanonicalHeaderKey(arg)}, r)
+	case "cookie", "query":
+		return value(config.HashSource{Kind: kind, Name: arg}, r)
+	}
+	return "", false
+}

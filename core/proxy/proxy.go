@@ -122,6 +122,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 		return
 	}
 
+	b.ObserveLatency(time.Since(now))
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		h.tunnel(w, r, b, conn)
 		return

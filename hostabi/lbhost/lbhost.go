@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"sync/atomic"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wproxy/wproxy/hostabi"
@@ -39,10 +38,14 @@ var Spec = &wasmhost.Spec{
 		hostabi.ExportLBSetEndpoints: {Params: []api.ValueType{i64, i32, i32}, Results: []api.ValueType{i32}},
 		hostabi.ExportLBPick:         {Params: []api.ValueType{i64, i64, i64, i32}, Results: []api.ValueType{i32}},
 	},
+	Conditional: map[string]wasmhost.Requirement{
+		hostabi.LBModuleV1 + "." + hostabi.ImportTimerSet: {Export: hostabi.ExportOnTimer, Signature: wasmhost.Signature{Params: []api.ValueType{i64}}},
+	},
 }
 
 // Load compiles a balancing module and checks it against Spec, defining the
-// wproxy_lb_v1 host module in rt first if needed.
+// wproxy_lb_v1 host module in rt first if needed. A module that imports
+// timer_set must export wproxy_on_timer.
 func Load(ctx context.Context, rt *wasmhost.Runtime, source string, wasm []byte) (*wasmhost.Module, error) {
 	if err := rt.DefineHostModule(ctx, hostabi.LBModuleV1, defineHost); err != nil {
 		return nil, err
@@ -50,49 +53,17 @@ func Load(ctx context.Context, rt *wasmhost.Runtime, source string, wasm []byte)
 	return rt.Compile(ctx, source, wasm, Spec)
 }
 
-func defineHost(b wazero.HostModuleBuilder) wazero.HostModuleBuilder {
-	return b.NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{i32, i32, i32}, nil).
-		WithParameterNames("level", "msg_ptr", "msg_len").
-		Export(hostabi.ImportLog)
-}
-
-func hostLog(ctx context.Context, m api.Module, stack []uint64) {
-	inst := wasmhost.FromContext(ctx)
-	if inst == nil {
-		return
-	}
-	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	const maxLine = 4096
-	msg, ok := m.Memory().Read(ptr, min(n, maxLine))
-	if !ok {
-		inst.LogLine(slog.LevelWarn, fmt.Sprintf("log: message at %#x (%d bytes) lies outside memory", ptr, n))
-		return
-	}
-	var l slog.Level
-	switch {
-	case level <= hostabi.LogDebug:
-		l = slog.LevelDebug
-	case level == hostabi.LogInfo:
-		l = slog.LevelInfo
-	case level == hostabi.LogWarn:
-		l = slog.LevelWarn
-	default:
-		l = slog.LevelError
-	}
-	inst.LogLine(l, string(msg))
-}
-
 // Set is an endpoint set as a balancer's modules see it, with the host's item
 // for each endpoint (Items[i] is the item of endpoint i). A Set is immutable.
-type Set[T any] struct {
+type Set[T Endpoint] struct {
 	Version uint64
 	Items   []T
 	encoded []byte
+	eps     []Endpoint // Items as host functions see them
 }
 
 // NewSet encodes endpoints, which describe items one to one.
-func NewSet[T any](version uint64, items []T, endpoints []wire.Endpoint) (*Set[T], error) {
+func NewSet[T Endpoint](version uint64, items []T, endpoints []wire.Endpoint) (*Set[T], error) {
 	if len(items) != len(endpoints) {
 		return nil, fmt.Errorf("endpoint set: %d items for %d endpoints", len(items), len(endpoints))
 	}
@@ -100,7 +71,11 @@ func NewSet[T any](version uint64, items []T, endpoints []wire.Endpoint) (*Set[T
 	if err != nil {
 		return nil, err
 	}
-	return &Set[T]{Version: version, Items: items, encoded: enc}, nil
+	eps := make([]Endpoint, len(items))
+	for i, it := range items {
+		eps[i] = it
+	}
+	return &Set[T]{Version: version, Items: items, encoded: enc, eps: eps}, nil
 }
 
 // ErrNoEndpoint is returned by Pick when the module found no endpoint for the
@@ -119,6 +94,12 @@ type Options struct {
 	MaxInstances int
 	// Logger receives the modules' log lines. Default slog.Default().
 	Logger *slog.Logger
+	// PoolInFlight returns the pool's requests in flight, for
+	// pool_inflight. Default: 0.
+	PoolInFlight func() int64
+	// FetchAllowed reports whether a module may fetch from host:port.
+	// Default: nothing is allowed.
+	FetchAllowed func(hostport string) bool
 }
 
 // Balancer runs one balancing module with one configuration for one pool.
@@ -129,11 +110,12 @@ type Options struct {
 // keeps to few instances; an empty slot gets an instance when every live one
 // is busy. This costs a few nanoseconds where a mutex-guarded free list with a
 // condition variable cost about 45 ns a pick (RATIONALE.md).
-type Balancer[T any] struct {
+type Balancer[T Endpoint] struct {
 	mod    *wasmhost.Module
 	config []byte
 	name   string
 	logger *slog.Logger
+	core   *core
 
 	set    atomic.Pointer[Set[T]]
 	slots  []slot[T]
@@ -154,23 +136,25 @@ const (
 	slotDead                   // closed with the balancer
 )
 
-type slot[T any] struct {
+type slot[T Endpoint] struct {
 	state atomic.Uint32
 	inst  *instance[T] // owned by whoever moved state away from idle or empty
 	_     [48]byte     // keep slots on separate cache lines
 }
 
-type instance[T any] struct {
+type instance[T Endpoint] struct {
 	inst                *wasmhost.Instance
 	alloc, setEps, pick api.Function
-	set                 *Set[T] // the set this instance has
+	onTimer             api.Function // nil unless the module has timers
+	set                 *Set[T]      // the set this instance has
+	view                view         // what host functions see
 	stack               [4]uint64
 }
 
 // New starts a balancer: it creates the first instance, initialises it with
 // config (the pool's policy_config as JSON) and gives it set, so that every
 // error a module can report at start surfaces here.
-func New[T any](mod *wasmhost.Module, config []byte, set *Set[T], opts Options) (*Balancer[T], error) {
+func New[T Endpoint](mod *wasmhost.Module, config []byte, set *Set[T], opts Options) (*Balancer[T], error) {
 	if opts.MaxInstances <= 0 {
 		opts.MaxInstances = runtime.GOMAXPROCS(0)
 	}
@@ -178,14 +162,17 @@ func New[T any](mod *wasmhost.Module, config []byte, set *Set[T], opts Options) 
 		opts.Logger = slog.Default()
 	}
 	b := &Balancer[T]{mod: mod, config: config, name: opts.Name, slots: make([]slot[T], opts.MaxInstances),
-		logger: opts.Logger.With("pool", opts.Name)}
+		logger: opts.Logger.With("pool", opts.Name), core: newCore(opts.Name, opts)}
+	b.core.fire = b.fireTimer
 	b.set.Store(set)
 	inst, err := b.newInstance()
 	if err != nil {
+		b.core.close()
 		return nil, err
 	}
 	if err := inst.update(set); err != nil {
 		inst.inst.Close()
+		b.core.close()
 		return nil, err
 	}
 	b.alive.Store(1)
@@ -222,40 +209,58 @@ func (b *Balancer[T]) SetEndpoints(set *Set[T]) error {
 // it), the pool's sequence number and a random number. It returns the chosen
 // item, ErrNoEndpoint, or an error describing how the module failed; after a
 // failure the caller answers with its fallback.
-func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32) (T, error) {
+//
+// attrs answers request_attr (nil: no attributes). When the module
+// counted the request to the chosen endpoint itself (endpoint_acquire),
+// counted is true and the caller must not count it again.
+func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs) (item T, counted bool, err error) {
 	var zero T
 	s, err := b.acquire()
 	if err != nil {
-		return zero, err
+		return zero, false, err
 	}
 	in := s.inst
 	if cur := b.set.Load(); in.set != cur {
 		if err := in.update(cur); err != nil {
 			b.failures.Add(1)
 			b.discard(s)
-			return zero, err
+			return zero, false, err
 		}
 	}
+	in.view.attrs, in.view.acquired, in.view.inPick = attrs, -1, true
 	in.stack = [4]uint64{hash, seq, random, uint64(flags)}
-	if err := in.inst.Call(in.pick, in.stack[:]); err != nil {
-		b.failures.Add(1)
-		b.discard(s)
-		return zero, fmt.Errorf("module %s: %s: %w", b.mod.Source, hostabi.ExportLBPick, err)
-	}
-	idx := int32(in.stack[0])
+	err = in.inst.Call(in.pick, in.stack[:])
+	acquired := in.view.acquired
+	in.view.attrs, in.view.acquired, in.view.inPick = nil, -1, false
 	set := in.set
-	b.release(s)
+	idx := int32(in.stack[0])
+	if err != nil {
+		idx = -2
+		b.discard(s)
+		err = fmt.Errorf("module %s: %s: %w", b.mod.Source, hostabi.ExportLBPick, err)
+	} else {
+		b.release(s)
+	}
+	if acquired >= 0 {
+		if acquired == idx {
+			return set.Items[idx], true, nil
+		}
+		set.Items[acquired].Release() // counted, then not chosen
+	}
 	switch {
+	case err != nil:
+		b.failures.Add(1)
+		return zero, false, err
 	case idx >= 0 && int(idx) < len(set.Items):
-		return set.Items[idx], nil
+		return set.Items[idx], false, nil
 	case idx == hostabi.PickNone:
-		return zero, ErrNoEndpoint
+		return zero, false, ErrNoEndpoint
 	case idx >= 0:
 		b.failures.Add(1)
-		return zero, fmt.Errorf("module %s: %s returned index %d, but the set has %d endpoints", b.mod.Source, hostabi.ExportLBPick, idx, len(set.Items))
+		return zero, false, fmt.Errorf("module %s: %s returned index %d, but the set has %d endpoints", b.mod.Source, hostabi.ExportLBPick, idx, len(set.Items))
 	default:
 		b.failures.Add(1)
-		return zero, fmt.Errorf("module %s: %s returned error %d", b.mod.Source, hostabi.ExportLBPick, idx)
+		return zero, false, fmt.Errorf("module %s: %s returned error %d", b.mod.Source, hostabi.ExportLBPick, idx)
 	}
 }
 
@@ -271,13 +276,43 @@ func (b *Balancer[T]) Stats() Stats {
 	return Stats{Instances: int(b.alive.Load()), InstancesCreated: b.instancesCreated.Load(), Failures: b.failures.Load()}
 }
 
-// Close releases idle instances now and busy ones when their call returns.
-// Picks after Close fail.
+// Close releases idle instances now and busy ones when their call returns,
+// stops timers and cancels fetches. Picks after Close fail.
 func (b *Balancer[T]) Close() {
 	b.closed.Store(true)
+	b.core.close()
 	for i := range b.slots {
 		b.reap(&b.slots[i])
 	}
+}
+
+// fireTimer calls the module's timer export with id on an idle instance.
+func (b *Balancer[T]) fireTimer(id uint64) {
+	s, err := b.acquire()
+	if err != nil {
+		return
+	}
+	in := s.inst
+	if cur := b.set.Load(); in.set != cur {
+		if err := in.update(cur); err != nil {
+			b.failures.Add(1)
+			b.discard(s)
+			return
+		}
+	}
+	if in.onTimer == nil {
+		b.release(s)
+		b.logger.Error("timer fired", "err", errNoTimerExport)
+		return
+	}
+	stack := [1]uint64{id}
+	if err := in.inst.Call(in.onTimer, stack[:]); err != nil {
+		b.failures.Add(1)
+		b.discard(s)
+		b.logger.Error("timer callback failed", "module", b.mod.Source, "timer", id, "err", err)
+		return
+	}
+	b.release(s)
 }
 
 // reap closes the slot's instance if the slot is idle.
@@ -342,11 +377,14 @@ func (b *Balancer[T]) newInstance() (*instance[T], error) {
 		return nil, err
 	}
 	in := &instance[T]{
-		inst:   inst,
-		alloc:  inst.Function(hostabi.ExportAlloc),
-		setEps: inst.Function(hostabi.ExportLBSetEndpoints),
-		pick:   inst.Function(hostabi.ExportLBPick),
+		inst:    inst,
+		alloc:   inst.Function(hostabi.ExportAlloc),
+		setEps:  inst.Function(hostabi.ExportLBSetEndpoints),
+		pick:    inst.Function(hostabi.ExportLBPick),
+		onTimer: inst.Function(hostabi.ExportOnTimer),
 	}
+	in.view.core, in.view.acquired = b.core, -1
+	inst.Data = &in.view
 	if err := in.init(b.config); err != nil {
 		inst.Close()
 		return nil, err
@@ -395,6 +433,7 @@ func (in *instance[T]) update(set *Set[T]) error {
 		return fail(fmt.Errorf("errno %d (%s)", uint32(e), e))
 	}
 	in.set = set
+	in.view.items = set.eps
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
@@ -41,13 +42,48 @@ func roundRobin(tb testing.TB, rt *wasmhost.Runtime) *wasmhost.Module {
 	return m
 }
 
-func testSet(tb testing.TB, version uint64, weights ...uint32) *Set[string] {
+// testEP is a set item with the live figures host functions read.
+type testEP struct {
+	name, addr string
+	inflight   atomic.Int64
+	latency    atomic.Int64
+	load, at   atomic.Int64
+	claimAt    atomic.Int64
+}
+
+func (e *testEP) InFlight() int64    { return e.inflight.Load() }
+func (e *testEP) LatencyEWMA() int64 { return e.latency.Load() }
+func (e *testEP) Addr() string       { return e.addr }
+func (e *testEP) Load() (int64, int64, bool) {
+	at := e.at.Load()
+	return e.load.Load(), at, at != 0
+}
+func (e *testEP) SetLoad(load, now int64) { e.load.Store(load); e.at.Store(now) }
+func (e *testEP) ClaimLoadSample(now, ttl int64) bool {
+	last := e.claimAt.Load()
+	return now-last >= ttl && e.claimAt.CompareAndSwap(last, now)
+}
+func (e *testEP) String() string { return e.name }
+func (e *testEP) TryAcquire(limit int64) bool {
+	for {
+		cur := e.inflight.Load()
+		if cur >= limit {
+			return false
+		}
+		if e.inflight.CompareAndSwap(cur, cur+1) {
+			return true
+		}
+	}
+}
+func (e *testEP) Release() { e.inflight.Add(-1) }
+
+func testSet(tb testing.TB, version uint64, weights ...uint32) *Set[*testEP] {
 	tb.Helper()
-	items := make([]string, len(weights))
+	items := make([]*testEP, len(weights))
 	eps := make([]wire.Endpoint, len(weights))
 	for i, w := range weights {
-		items[i] = string(rune('a' + i))
 		eps[i] = wire.Endpoint{Address: fmt.Sprintf("10.0.0.%d:80", i+1), Weight: w}
+		items[i] = &testEP{name: string(rune('a' + i)), addr: eps[i].Address}
 	}
 	s, err := NewSet(version, items, eps)
 	if err != nil {
@@ -65,11 +101,11 @@ func TestRoundRobinSequence(t *testing.T) {
 	defer b.Close()
 	var got strings.Builder
 	for seq := range uint64(14) {
-		it, err := b.Pick(0, seq, 0, 0)
+		it, _, err := b.Pick(0, seq, 0, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got.WriteString(it)
+		got.WriteString(it.name)
 	}
 	if got.String() != "aabacaaaabacaa" {
 		t.Fatalf("sequence %q, want aabacaa twice", got.String())
@@ -94,13 +130,13 @@ func TestRoundRobinExactUnderConcurrency(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			for seq := range next {
-				it, err := b.Pick(0, seq, 0, 0)
+				it, _, err := b.Pick(0, seq, 0, 0, nil)
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				mu.Lock()
-				counts[it]++
+				counts[it.name]++
 				mu.Unlock()
 			}
 		})
@@ -126,7 +162,7 @@ func TestSetEndpointsReachesEveryInstance(t *testing.T) {
 	}
 	defer b.Close()
 	// Make three instances exist.
-	var slots []*slot[string]
+	var slots []*slot[*testEP]
 	for range 3 {
 		s, err := b.acquire()
 		if err != nil {
@@ -145,11 +181,11 @@ func TestSetEndpointsReachesEveryInstance(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for seq := range uint64(40) {
-		it, err := b.Pick(0, seq, 0, 0)
+		it, _, err := b.Pick(0, seq, 0, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen[it] = true
+		seen[it.name] = true
 	}
 	if len(seen) != 4 {
 		t.Fatalf("picked %v after growing the set to 4", seen)
@@ -163,7 +199,7 @@ func TestEmptySetGivesNoEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.Pick(0, 0, 0, 0); !errors.Is(err, ErrNoEndpoint) {
+	if _, _, err := b.Pick(0, 0, 0, 0, nil); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("err = %v, want ErrNoEndpoint", err)
 	}
 }
@@ -224,11 +260,11 @@ func TestABIExampleModule(t *testing.T) {
 	defer b.Close()
 	var got strings.Builder
 	for seq := range uint64(6) {
-		it, err := b.Pick(0, seq, 0, 0)
+		it, _, err := b.Pick(0, seq, 0, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got.WriteString(it)
+		got.WriteString(it.name)
 	}
 	if got.String() != "abcabc" {
 		t.Fatalf("picks %q", got.String())
@@ -236,7 +272,7 @@ func TestABIExampleModule(t *testing.T) {
 	if err := b.SetEndpoints(testSet(t, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Pick(0, 7, 0, 0); !errors.Is(err, ErrNoEndpoint) {
+	if _, _, err := b.Pick(0, 7, 0, 0, nil); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("empty set: %v", err)
 	}
 }
@@ -264,10 +300,10 @@ func TestBadIndexIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.Pick(0, 1, 0, 0); err == nil || !strings.Contains(err.Error(), "returned index 12, but the set has 2 endpoints") {
+	if _, _, err := b.Pick(0, 1, 0, 0, nil); err == nil || !strings.Contains(err.Error(), "returned index 12, but the set has 2 endpoints") {
 		t.Fatalf("err = %v", err)
 	}
-	if it, err := b.Pick(0, 2, 0, 0); err != nil || it != "a" {
+	if it, _, err := b.Pick(0, 2, 0, 0, nil); err != nil || it.name != "a" {
 		t.Fatalf("after a bad index: %q, %v", it, err)
 	}
 	if b.Stats().Failures != 1 {
@@ -287,11 +323,11 @@ func TestExitedInstanceIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.Pick(0, 1, 0, 0); err == nil {
+	if _, _, err := b.Pick(0, 1, 0, 0, nil); err == nil {
 		t.Fatal("pick in an exiting module succeeded")
 	}
 	for seq := uint64(2); seq < 5; seq++ {
-		if it, err := b.Pick(0, seq, 0, 0); err != nil || it != "a" {
+		if it, _, err := b.Pick(0, seq, 0, 0, nil); err != nil || it.name != "a" {
 			t.Fatalf("pick %d after exit: %q, %v", seq, it, err)
 		}
 	}
@@ -342,7 +378,7 @@ func BenchmarkPick(b *testing.B) {
 				loop := func(next func() bool) {
 					var seq uint64
 					for next() {
-						if _, err := bal.Pick(0, seq, 0, 0); err != nil {
+						if _, _, err := bal.Pick(0, seq, 0, 0, nil); err != nil {
 							b.Error(err)
 							return
 						}

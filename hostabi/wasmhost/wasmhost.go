@@ -142,6 +142,15 @@ type Spec struct {
 	Marker string
 	// Exports are the functions the module must export, by name.
 	Exports map[string]Signature
+	// Conditional are exports required of modules that import a function,
+	// keyed by "module.function" of the import.
+	Conditional map[string]Requirement
+}
+
+// Requirement is an export a module must have.
+type Requirement struct {
+	Export    string
+	Signature Signature
 }
 
 // Module is a compiled module checked against a Spec. It may be instantiated
@@ -228,6 +237,15 @@ func (r *Runtime) check(cm wazero.CompiledModule, spec *Spec) error {
 		if want := (Signature{have.ParamTypes(), have.ResultTypes()}); !want.matches(def) {
 			return fmt.Errorf("imports %s.%s with type %s, the host provides %s", mod, name, got, want)
 		}
+		if req, ok := spec.Conditional[mod+"."+name]; ok {
+			def, ok := exports[req.Export]
+			if !ok {
+				return fmt.Errorf("imports %s.%s but lacks the export %s %s that it requires", mod, name, req.Export, req.Signature)
+			}
+			if !req.Signature.matches(def) {
+				return fmt.Errorf("export %s has type %s, the %s ABI requires %s", req.Export, Signature{def.ParamTypes(), def.ResultTypes()}, spec.Kind, req.Signature)
+			}
+		}
 	}
 	return nil
 }
@@ -251,6 +269,9 @@ type Instance struct {
 	Source string
 	// Logger receives the module's log lines and output.
 	Logger *slog.Logger
+	// Data is the ABI package's state for this instance, for its host
+	// functions (see FromContext).
+	Data any
 
 	capturing bool
 	captured  []string

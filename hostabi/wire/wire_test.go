@@ -119,3 +119,59 @@ func FuzzDecodeEndpoints(f *testing.F) {
 		}
 	})
 }
+
+func TestFetchRoundTrip(t *testing.T) {
+	req := &FetchRequest{Method: "GET", URL: "http://10.0.0.1:80/load", Header: []Header{{"Accept", "application/json"}}, TimeoutMS: 250, Body: []byte("x")}
+	buf, err := AppendFetchRequest(nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeFetchRequest(buf)
+	if err != nil || !reflect.DeepEqual(got, req) {
+		t.Fatalf("request: %+v, %v", got, err)
+	}
+	res := &FetchResult{Status: 200, Header: []Header{{"Content-Type", "text/plain"}}, Body: []byte("0.5")}
+	buf, _ = AppendFetchResult(nil, res)
+	gotRes, err := DecodeFetchResult(buf)
+	if err != nil || !reflect.DeepEqual(gotRes, res) {
+		t.Fatalf("result: %+v, %v", gotRes, err)
+	}
+	failed := &FetchResult{Error: "dial tcp: connection refused"}
+	buf, _ = AppendFetchResult(nil, failed)
+	if got, err := DecodeFetchResult(buf); err != nil || got.Error != failed.Error || got.Status != 0 {
+		t.Fatalf("failure: %+v, %v", got, err)
+	}
+}
+
+func FuzzDecodeFetchRequest(f *testing.F) {
+	seed, _ := AppendFetchRequest(nil, &FetchRequest{Method: "GET", URL: "http://a:1/x", Header: []Header{{"A", "b"}}, TimeoutMS: 5})
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		r, err := DecodeFetchRequest(buf)
+		if err != nil {
+			return
+		}
+		again, err := AppendFetchRequest(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(buf) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+func FuzzDecodeFetchResult(f *testing.F) {
+	seed, _ := AppendFetchResult(nil, &FetchResult{Status: 200, Header: []Header{{"A", "b"}}, Body: []byte("0.3")})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		r, err := DecodeFetchResult(buf)
+		if err != nil {
+			return
+		}
+		if _, err := AppendFetchResult(nil, r); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

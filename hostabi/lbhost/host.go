@@ -1,0 +1,238 @@
+package lbhost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wproxy/wproxy/hostabi"
+	"github.com/wproxy/wproxy/hostabi/wasmhost"
+)
+
+// Endpoint is what the host side needs of each item of a set to answer the
+// live-figure functions. The proxy's backends implement it; all methods are
+// called concurrently.
+type Endpoint interface {
+	// InFlight returns the requests sent to the endpoint and not finished.
+	InFlight() int64
+	// LatencyEWMA returns the moving average of the time to a response
+	// header, in nanoseconds; 0 before the first response.
+	LatencyEWMA() int64
+	// Load returns the last load sample (in millionths) and when it was
+	// taken (Unix nanoseconds); ok is false before the first.
+	Load() (load, at int64, ok bool)
+	// SetLoad records a load sample taken at now (Unix nanoseconds).
+	SetLoad(load, now int64)
+	// ClaimLoadSample reports true to one caller per ttl (nanoseconds).
+	ClaimLoadSample(now, ttl int64) bool
+	// Addr returns host:port.
+	Addr() string
+	// TryAcquire counts one more request in flight if fewer than limit
+	// are, atomically, and reports whether it did.
+	TryAcquire(limit int64) bool
+	// Release undoes a TryAcquire whose request was not sent.
+	Release()
+}
+
+// Attrs gives a module the attributes of the request it picks for.
+type Attrs interface {
+	// Attr returns the named attribute: "method", "path", "query", "host",
+	// "client_ip", "header:NAME", "cookie:NAME" or "query:NAME".
+	Attr(name string) (string, bool)
+}
+
+// view is what host functions see of the instance calling them: its current
+// endpoints and, during a pick, the request's attributes.
+type view struct {
+	items    []Endpoint
+	attrs    Attrs
+	core     *core
+	inPick   bool
+	acquired int32 // the endpoint endpoint_acquire counted during this pick, or -1
+}
+
+func viewOf(ctx context.Context) *view {
+	inst := wasmhost.FromContext(ctx)
+	if inst == nil {
+		return nil
+	}
+	v, _ := inst.Data.(*view)
+	return v
+}
+
+func (v *view) item(stack []uint64) (Endpoint, bool) {
+	i := int32(stack[0])
+	if v == nil || i < 0 || int(i) >= len(v.items) {
+		return nil, false
+	}
+	return v.items[i], true
+}
+
+type hostFunc struct {
+	name    string
+	params  []api.ValueType
+	results []api.ValueType
+	fn      api.GoModuleFunc
+}
+
+// hostFuncs are the functions of wproxy_lb_v1.
+var hostFuncs = []hostFunc{
+	{hostabi.ImportLog, []api.ValueType{i32, i32, i32}, nil, hostLog},
+	{hostabi.ImportEndpointInFlight, []api.ValueType{i32}, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		if ep, ok := viewOf(ctx).item(stack); ok {
+			stack[0] = uint64(ep.InFlight())
+		} else {
+			stack[0] = res(hostabi.ResultInvalid)
+		}
+	}},
+	{hostabi.ImportEndpointLatency, []api.ValueType{i32}, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		if ep, ok := viewOf(ctx).item(stack); ok {
+			stack[0] = uint64(ep.LatencyEWMA())
+		} else {
+			stack[0] = res(hostabi.ResultInvalid)
+		}
+	}},
+	{hostabi.ImportEndpointAcquire, []api.ValueType{i32, i64}, []api.ValueType{i32}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		v := viewOf(ctx)
+		ep, ok := v.item(stack)
+		if !ok || !v.inPick || v.acquired >= 0 {
+			// Out of range, outside a pick, or a second acquisition.
+			stack[0] = uint64(uint32(0xffffffff)) // -1 as i32
+			return
+		}
+		if ep.TryAcquire(int64(stack[1])) {
+			v.acquired = int32(stack[0])
+			stack[0] = 1
+		} else {
+			stack[0] = 0
+		}
+	}},
+	{hostabi.ImportPoolInFlight, nil, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		v := viewOf(ctx)
+		if v == nil || v.core.poolInFlight == nil {
+			stack[0] = 0
+			return
+		}
+		stack[0] = uint64(v.core.poolInFlight())
+	}},
+	{hostabi.ImportEndpointLoad, []api.ValueType{i32}, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		ep, ok := viewOf(ctx).item(stack)
+		if !ok {
+			stack[0] = res(hostabi.ResultInvalid)
+			return
+		}
+		if load, _, ok := ep.Load(); ok {
+			stack[0] = uint64(load)
+		} else {
+			stack[0] = res(hostabi.ResultAbsent)
+		}
+	}},
+	{hostabi.ImportEndpointLoadAge, []api.ValueType{i32}, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		ep, ok := viewOf(ctx).item(stack)
+		if !ok {
+			stack[0] = res(hostabi.ResultInvalid)
+			return
+		}
+		if _, at, ok := ep.Load(); ok {
+			stack[0] = uint64(max(time.Now().UnixNano()-at, 0))
+		} else {
+			stack[0] = res(hostabi.ResultAbsent)
+		}
+	}},
+	{hostabi.ImportEndpointLoadSet, []api.ValueType{i32, i64}, []api.ValueType{i32}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		ep, ok := viewOf(ctx).item(stack)
+		load := int64(stack[1])
+		if !ok || load < 0 || load > 100*hostabi.LoadScale {
+			stack[0] = uint64(hostabi.ErrnoInvalid)
+			return
+		}
+		ep.SetLoad(load, time.Now().UnixNano())
+		stack[0] = uint64(hostabi.ErrnoOK)
+	}},
+	{hostabi.ImportEndpointLoadClaim, []api.ValueType{i32, i64}, []api.ValueType{i32}, func(ctx context.Context, _ api.Module, stack []uint64) {
+		ep, ok := viewOf(ctx).item(stack)
+		ttl := int64(stack[1])
+		if !ok || ttl <= 0 {
+			stack[0] = uint64(uint32(0xffffffff)) // -1 as i32
+			return
+		}
+		if ep.ClaimLoadSample(time.Now().UnixNano(), ttl*int64(time.Millisecond)) {
+			stack[0] = 1
+		} else {
+			stack[0] = 0
+		}
+	}},
+	{hostabi.ImportFetchStart, []api.ValueType{i32, i32}, []api.ValueType{i64}, hostFetchStart},
+	{hostabi.ImportFetchResult, []api.ValueType{i64, i32, i32}, []api.ValueType{i64}, hostFetchResult},
+	{hostabi.ImportTimerSet, []api.ValueType{i64, i64}, []api.ValueType{i32}, hostTimerSet},
+	{hostabi.ImportRequestAttr, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, hostRequestAttr},
+}
+
+func defineHost(b wazero.HostModuleBuilder) wazero.HostModuleBuilder {
+	for _, f := range hostFuncs {
+		b = b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(f.name)
+	}
+	return b
+}
+
+func hostLog(ctx context.Context, m api.Module, stack []uint64) {
+	inst := wasmhost.FromContext(ctx)
+	if inst == nil {
+		return
+	}
+	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	const maxLine = 4096
+	msg, ok := m.Memory().Read(ptr, min(n, maxLine))
+	if !ok {
+		inst.LogLine(slog.LevelWarn, fmt.Sprintf("log: message at %#x (%d bytes) lies outside memory", ptr, n))
+		return
+	}
+	var l slog.Level
+	switch {
+	case level <= hostabi.LogDebug:
+		l = slog.LevelDebug
+	case level == hostabi.LogInfo:
+		l = slog.LevelInfo
+	case level == hostabi.LogWarn:
+		l = slog.LevelWarn
+	default:
+		l = slog.LevelError
+	}
+	inst.LogLine(l, string(msg))
+}
+
+// hostRequestAttr copies the named attribute of the current request into the
+// guest's buffer and returns its length (the full length when the buffer is
+// too small, writing nothing), ResultAbsent, or ResultInvalid.
+func hostRequestAttr(ctx context.Context, m api.Module, stack []uint64) {
+	v := viewOf(ctx)
+	namePtr, nameLen, bufPtr, bufLen := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
+	name, ok := m.Memory().Read(namePtr, nameLen)
+	if v == nil || !ok || nameLen > 256 {
+		stack[0] = res(hostabi.ResultInvalid)
+		return
+	}
+	if v.attrs == nil {
+		stack[0] = res(hostabi.ResultAbsent)
+		return
+	}
+	val, ok := v.attrs.Attr(string(name))
+	if !ok {
+		stack[0] = res(hostabi.ResultAbsent)
+		return
+	}
+	if uint32(len(val)) <= bufLen && len(val) > 0 {
+		if !m.Memory().WriteString(bufPtr, val) {
+			stack[0] = res(hostabi.ResultInvalid)
+			return
+		}
+	}
+	stack[0] = uint64(len(val))
+}
+
+// res puts an i64 result, negative codes included, on the stack.
+func res(v int64) uint64 { return uint64(v) }

@@ -1,0 +1,56 @@
+// Package wrand draws endpoints at random in proportion to their weights,
+// from the random number the host gives each pick. It is shared by the
+// default modules.
+package wrand
+
+// Table draws indexes in proportion to weights. The zero value is empty.
+type Table struct {
+	cum   []uint64 // cumulative weights
+	total uint64
+}
+
+// Reset sets the weights (each at least 1) and reuses the table's memory.
+func (t *Table) Reset(weights func(i int) uint32, n int) {
+	t.cum = t.cum[:0]
+	t.total = 0
+	for i := range n {
+		t.total += uint64(max(weights(i), 1))
+		t.cum = append(t.cum, t.total)
+	}
+}
+
+// Len returns the number of indexes.
+func (t *Table) Len() int { return len(t.cum) }
+
+// Draw returns an index for the random number r: index i with probability
+// weight(i)/total. It panics on an empty table.
+func (t *Table) Draw(r uint64) int {
+	x := r % t.total
+	lo, hi := 0, len(t.cum)-1
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if t.cum[mid] > x {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// Weight returns index i's weight.
+func (t *Table) Weight(i int) uint64 {
+	if i == 0 {
+		return t.cum[0]
+	}
+	return t.cum[i] - t.cum[i-1]
+}
+
+// Next derives the k-th independent random number from one pick's random
+// number (splitmix64), for drawing several candidates.
+func Next(r uint64, k int) uint64 {
+	z := r + uint64(k+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

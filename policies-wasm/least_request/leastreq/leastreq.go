@@ -1,0 +1,88 @@
+// Package leastreq is the least_request balancing policy: power of two
+// choices on requests in flight, weighted, as Envoy's least_request.
+//
+// Each pick draws choice_count candidates at random in proportion to their
+// weights and sends the request to the one with the fewest requests in
+// flight relative to its weight, (in flight + 1) / weight, the first drawn on
+// a tie. With equal weights this is the classic power of two choices
+// (Mitzenmacher); unequal weights bias both the draw and the comparison, so a
+// backend of weight 2 is expected to carry about twice the requests of one of
+// weight 1 at the same latency. In-flight counts are the proxy's own, read
+// through the host for the candidates only.
+package leastreq
+
+import (
+	"errors"
+
+	"github.com/wproxy/wproxy/policies-wasm/internal/flatjson"
+	"github.com/wproxy/wproxy/policies-wasm/internal/wrand"
+	"github.com/wproxy/wproxy/sdk/go/lb"
+)
+
+// Config is the policy_config of least_request.
+type Config struct {
+	// ChoiceCount is how many candidates a pick compares, 2 to 10.
+	// Default 2.
+	ChoiceCount int
+}
+
+// Policy is least_request. Safe for one goroutine at a time.
+type Policy struct {
+	cfg Config
+	tab wrand.Table
+}
+
+var _ lb.Policy = (*Policy)(nil)
+
+// New builds the policy from its JSON configuration.
+func New(raw []byte) (lb.Policy, error) {
+	p := &Policy{cfg: Config{ChoiceCount: 2}}
+	if lb.IsEmptyConfig(raw) {
+		return p, nil
+	}
+	o, err := flatjson.Parse(raw)
+	if err == nil {
+		err = o.Check("choice_count")
+	}
+	var n int64
+	if err == nil {
+		n, err = o.Int("choice_count", 2, 2, 10)
+	}
+	if err != nil {
+		return nil, errors.New("least_request policy_config: " + err.Error())
+	}
+	p.cfg.ChoiceCount = int(n)
+	return p, nil
+}
+
+// SetEndpoints keeps the endpoints' weights.
+func (p *Policy) SetEndpoints(_ uint64, eps []lb.Endpoint) error {
+	p.tab.Reset(func(i int) uint32 { return eps[i].Weight }, len(eps))
+	return nil
+}
+
+// Pick chooses the least loaded of choice_count weighted random candidates.
+func (p *Policy) Pick(r lb.Request) int {
+	n := p.tab.Len()
+	switch n {
+	case 0:
+		return lb.NoEndpoint
+	case 1:
+		return 0
+	}
+	best := -1
+	var bestLoad, bestWeight uint64
+	for k := range p.cfg.ChoiceCount {
+		i := p.tab.Draw(wrand.Next(r.Random, k))
+		if i == best {
+			continue
+		}
+		load := uint64(max(lb.EndpointInFlight(i), 0)) + 1
+		w := p.tab.Weight(i)
+		// load/w < bestLoad/bestWeight, without division.
+		if best < 0 || load*bestWeight < bestLoad*w {
+			best, bestLoad, bestWeight = i, load, w
+		}
+	}
+	return best
+}
