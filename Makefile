@@ -28,6 +28,7 @@ deps:
 
 test: deps
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/warmcache
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # fuzz runs every fuzz target for FUZZTIME.

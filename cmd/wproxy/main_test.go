@@ -116,6 +116,43 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// startProcess runs `wproxy run -config path` and waits until it listens; it
+// returns the process, its first listener's address, and its remaining
+// log lines. The process is killed at the end of the test if still running.
+func startProcess(t *testing.T, bin, path string) (*exec.Cmd, string, chan string) {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "-config", path)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // nobody reads: drop
+			}
+		}
+		close(lines)
+	}()
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("wproxy exited before listening")
+			}
+			if i := strings.Index(l, "address="); i >= 0 && strings.Contains(l, "msg=listening") {
+				return cmd, strings.Fields(l[i+len("address="):])[0], lines
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("wproxy did not start listening")
+		}
+	}
+}
+
 // SIGTERM: the process stops accepting, finishes the slow request in
 // flight, and exits 0.
 func TestSIGTERMDrains(t *testing.T) {
@@ -126,34 +163,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer backends.Close()
 	path := writeConfig(t, t.TempDir(), strings.Replace(goodConfig, "127.0.0.1:9001", backends.Addrs[0], 1))
-	cmd := exec.Command(bin, "run", "-config", path)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var addr string
-	for addr == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("wproxy exited before listening")
-			}
-			if i := strings.Index(l, "address="); i >= 0 && strings.Contains(l, "msg=listening") {
-				addr = strings.Fields(l[i+len("address="):])[0]
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("wproxy did not start listening")
-		}
-	}
+	cmd, addr, lines := startProcess(t, bin, path)
 	type result struct {
 		status int
 		body   string
@@ -228,5 +238,64 @@ func TestDemo(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != "map[backend-1:3 backend-2:1 backend-3:1]" {
 		t.Fatalf("distribution %v, want 3:1:1", seen)
+	}
+}
+
+// The same key reaches the same backend on two separate wproxy processes
+// given the same pool (listed in different orders), and after a restart.
+func TestMaglevStickyAcrossProcessesAndRestarts(t *testing.T) {
+	bin := buildBinary(t)
+	backends, err := demo.StartBackends(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backends.Close()
+	config := func(order []int) string {
+		var sb strings.Builder
+		sb.WriteString("listeners: [{address: \"127.0.0.1:0\", routes: [{pool: p}]}]\npools:\n  p:\n    policy: maglev\n    hash_key: [cookie:session]\n    backends:\n")
+		for _, i := range order {
+			fmt.Fprintf(&sb, "      - address: %s\n", backends.Addrs[i])
+		}
+		sb.WriteString("wasm: {cache_dir: CACHE}\n")
+		return sb.String()
+	}
+	routes := func(addr string) []string {
+		out := make([]string, 300)
+		for k := range out {
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			req.AddCookie(&http.Cookie{Name: "session", Value: fmt.Sprintf("s%04d", k)})
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			out[k] = resp.Header.Get("X-Demo-Backend")
+		}
+		return out
+	}
+	pathA := writeConfig(t, t.TempDir(), config([]int{0, 1, 2, 3, 4}))
+	pathB := writeConfig(t, t.TempDir(), config([]int{4, 2, 0, 3, 1}))
+	procA, addrA, _ := startProcess(t, bin, pathA)
+	_, addrB, _ := startProcess(t, bin, pathB)
+	a, b := routes(addrA), routes(addrB)
+	used := map[string]bool{}
+	for k := range a {
+		used[a[k]] = true
+		if a[k] != b[k] {
+			t.Fatalf("key %d: process A sends it to %s, process B to %s", k, a[k], b[k])
+		}
+	}
+	if len(used) != 5 {
+		t.Fatalf("300 keys reached only %v", used)
+	}
+	procA.Process.Signal(syscall.SIGTERM)
+	procA.Wait()
+	_, addrA2, _ := startProcess(t, bin, pathA)
+	again := routes(addrA2)
+	for k := range a {
+		if again[k] != a[k] {
+			t.Fatalf("key %d went to %s before the restart and to %s after", k, a[k], again[k])
+		}
 	}
 }

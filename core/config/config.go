@@ -75,6 +75,10 @@ type Pool struct {
 	// "client_ip", "host", "path". Several sources are combined; the key is
 	// present only when every source is. Default: none.
 	HashKey []string `yaml:"hash_key"`
+	// FetchAllow lists host:port destinations the policy module may fetch
+	// from besides the pool's own backends (such as a service registry).
+	// Default: none.
+	FetchAllow []string `yaml:"fetch_allow"`
 	// Backends are the pool's servers. At least one.
 	Backends []Backend `yaml:"backends"`
 	// MaxIdleConns bounds the idle upstream connections kept per backend.

@@ -485,6 +485,11 @@ func (v *validator) validatePool(name string, p *Pool) {
 		}
 		p.hashKey = append(p.hashKey, src)
 	}
+	for i, a := range p.FetchAllow {
+		if err := checkBackendAddress(a); err != nil {
+			v.errorf(append(at, "fetch_allow", i), "%q: %v", a, err)
+		}
+	}
 	if len(p.Backends) == 0 {
 		v.errorf(append(at, "backends"), "at least one backend is required")
 	}

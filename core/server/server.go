@@ -128,7 +128,9 @@ func (s *Server) buildPool(ctx context.Context, name string, pc *config.Pool) (*
 			}),
 		}
 	}
-	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{HashKey: pc.HashSources(), Logger: s.logger})
+	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{
+		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger,
+	})
 	if err != nil {
 		at := "policy"
 		if pc.PolicyConfig != nil {

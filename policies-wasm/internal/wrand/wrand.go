@@ -38,6 +38,30 @@ func (t *Table) Draw(r uint64) int {
 	return lo
 }
 
+// DrawExcept is Draw over every index but except, for a second candidate
+// that differs from the first. It needs at least two indexes.
+func (t *Table) DrawExcept(r uint64, except int) int {
+	start := uint64(0)
+	if except > 0 {
+		start = t.cum[except-1]
+	}
+	w := t.cum[except] - start
+	x := r % (t.total - w)
+	if x >= start {
+		x += w
+	}
+	lo, hi := 0, len(t.cum)-1
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if t.cum[mid] > x {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
 // Weight returns index i's weight.
 func (t *Table) Weight(i int) uint64 {
 	if i == 0 {

@@ -36,3 +36,31 @@ func TestNextIsSpread(t *testing.T) {
 		t.Fatalf("only %d distinct values of 1000", len(seen))
 	}
 }
+
+func TestDrawExcept(t *testing.T) {
+	w := []uint32{1, 2, 3, 4}
+	var tab Table
+	tab.Reset(func(i int) uint32 { return w[i] }, len(w))
+	rng := rand.New(rand.NewPCG(5, 6))
+	for except := range w {
+		counts := make([]int, len(w))
+		const n = 200_000
+		for range n {
+			counts[tab.DrawExcept(rng.Uint64(), except)]++
+		}
+		if counts[except] != 0 {
+			t.Fatalf("except %d drawn %d times", except, counts[except])
+		}
+		rest := 10 - int(w[except])
+		for i := range w {
+			if i == except {
+				continue
+			}
+			want := float64(w[i]) / float64(rest)
+			got := float64(counts[i]) / n
+			if got < want*0.97 || got > want*1.03 {
+				t.Errorf("except %d: index %d share %.4f, want %.4f", except, i, got, want)
+			}
+		}
+	}
+}

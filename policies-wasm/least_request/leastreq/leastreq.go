@@ -2,9 +2,9 @@
 // choices on requests in flight, weighted, as Envoy's least_request.
 //
 // Each pick draws choice_count candidates at random in proportion to their
-// weights and sends the request to the one with the fewest requests in
-// flight relative to its weight, (in flight + 1) / weight, the first drawn on
-// a tie. With equal weights this is the classic power of two choices
+// weights (the first two always distinct) and sends the request to the one
+// with the fewest requests in flight relative to its weight, (in flight + 1)
+// / weight, the first drawn on a tie. With equal weights this is the classic power of two choices
 // (Mitzenmacher); unequal weights bias both the draw and the comparison, so a
 // backend of weight 2 is expected to carry about twice the requests of one of
 // weight 1 at the same latency. In-flight counts are the proxy's own, read
@@ -72,8 +72,20 @@ func (p *Policy) Pick(r lb.Request) int {
 	}
 	best := -1
 	var bestLoad, bestWeight uint64
+	first := -1
 	for k := range p.cfg.ChoiceCount {
-		i := p.tab.Draw(wrand.Next(r.Random, k))
+		var i int
+		switch k {
+		case 0:
+			i = p.tab.Draw(wrand.Next(r.Random, k))
+			first = i
+		case 1:
+			// The second candidate differs from the first, so that a slow
+			// endpoint is never chosen just because it was drawn twice.
+			i = p.tab.DrawExcept(wrand.Next(r.Random, k), first)
+		default:
+			i = p.tab.Draw(wrand.Next(r.Random, k))
+		}
 		if i == best {
 			continue
 		}

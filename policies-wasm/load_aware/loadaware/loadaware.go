@@ -136,8 +136,18 @@ func (p *Policy) Pick(r lb.Request) int {
 		return 0
 	}
 	best, bestScore := -1, 0.0
+	first := -1
 	for k := range p.cfg.ChoiceCount {
-		i := p.tab.Draw(wrand.Next(r.Random, k))
+		var i int
+		switch k {
+		case 0:
+			i = p.tab.Draw(wrand.Next(r.Random, k))
+			first = i
+		case 1:
+			i = p.tab.DrawExcept(wrand.Next(r.Random, k), first) // two distinct candidates
+		default:
+			i = p.tab.Draw(wrand.Next(r.Random, k))
+		}
 		if i == best {
 			continue
 		}
