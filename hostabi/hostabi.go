@@ -58,6 +58,12 @@ const (
 	// ImportPoolInFlight: () -> (requests i64), the pool's requests in
 	// flight over all endpoints.
 	ImportPoolInFlight = "pool_inflight"
+	// ImportEndpointStats: (idx_ptr i32, count i32, out_ptr i32,
+	// stride i32) -> (size i32) reads the figures of several endpoints in
+	// one call: for each of count i32 indexes at idx_ptr it writes a
+	// record of StatsSize bytes (in flight, latency ns, load, load age ns:
+	// four i64) at out_ptr + k × stride, and returns StatsSize.
+	ImportEndpointStats = "endpoint_stats"
 	// ImportEndpointAcquire: (index i32, limit i64) -> (acquired i32)
 	// counts the request being picked to the endpoint if its in-flight
 	// count is below limit, atomically, and returns 1; the pick must then
@@ -97,6 +103,10 @@ const (
 	// picked for ("path", "header:NAME", ...).
 	ImportRequestAttr = "request_attr"
 )
+
+// StatsSize is the size of an endpoint_stats record in this version; later
+// versions may append fields, and say so by returning a larger size.
+const StatsSize = 32
 
 // LoadScale is a load of 1.0 (fully loaded) in the millionths that
 // endpoint_load and endpoint_load_set use.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync/atomic"
@@ -43,9 +44,10 @@ type Backend struct {
 	inflight atomic.Int64
 	requests atomic.Uint64
 	latency  atomic.Int64 // EWMA of time to response header, ns
+	latAt    atomic.Int64 // when it was last updated, lbhost.Clock
 	load     atomic.Int64 // last load sample, millionths
-	loadAt   atomic.Int64 // when, Unix ns; 0 before the first
-	claimAt  atomic.Int64 // last load-sample claim, Unix ns
+	loadAt   atomic.Int64 // when, lbhost.Clock; 0 before the first
+	claimAt  atomic.Int64 // last load-sample claim, lbhost.Clock; 0 never
 }
 
 var _ lbhost.Endpoint = (*Backend)(nil)
@@ -71,14 +73,42 @@ func (b *Backend) ObserveLatency(d time.Duration) {
 			next = old + (int64(d)-old)/8
 		}
 		if b.latency.CompareAndSwap(old, next) {
+			b.latAt.Store(lbhost.Clock())
 			return
 		}
 	}
 }
 
+// LatencyHalfLife is how fast a backend's latency average fades when no
+// response comes to refresh it: a backend shunned for being slow is tried
+// again once its figure has faded.
+const LatencyHalfLife = 10 * time.Second
+
 // LatencyEWMA returns the moving average of the time to a response header,
-// in nanoseconds; 0 before the first response.
-func (b *Backend) LatencyEWMA() int64 { return b.latency.Load() }
+// in nanoseconds, halved for every LatencyHalfLife since the last response;
+// 0 before the first response.
+func (b *Backend) LatencyEWMA() int64 { return b.latencyAt(lbhost.Clock()) }
+
+func (b *Backend) latencyAt(now int64) int64 {
+	v := b.latency.Load()
+	if v == 0 {
+		return 0
+	}
+	age := now - b.latAt.Load()
+	if age < int64(time.Second) {
+		return v
+	}
+	return int64(float64(v) * math.Exp2(-float64(age)/float64(LatencyHalfLife)))
+}
+
+// Figures returns the backend's live figures at now, for endpoint_stats.
+func (b *Backend) Figures(now int64) (inflight, latency, load, loadAge int64) {
+	load, loadAge = -1, -1
+	if at := b.loadAt.Load(); at != 0 {
+		load, loadAge = b.load.Load(), max(now-at, 0)
+	}
+	return b.inflight.Load(), b.latencyAt(now), load, loadAge
+}
 
 // Load returns the last load sample a module recorded (millionths) and when.
 func (b *Backend) Load() (load, at int64, ok bool) {
@@ -96,7 +126,7 @@ func (b *Backend) SetLoad(load, now int64) {
 // sample the backend's load next.
 func (b *Backend) ClaimLoadSample(now, ttl int64) bool {
 	last := b.claimAt.Load()
-	return now-last >= ttl && b.claimAt.CompareAndSwap(last, now)
+	return (last == 0 || now-last >= ttl) && b.claimAt.CompareAndSwap(last, now)
 }
 
 // Addr returns host:port.
@@ -215,15 +245,16 @@ func (p *Pool) SetBackends(backends []*Backend) error {
 }
 
 // Pick chooses a backend for r and counts the request in its in-flight
-// figure; the caller calls Done on it when the request ends.
-func (p *Pool) Pick(r *http.Request) (*Backend, error) {
+// figure; the caller calls Done on it when the request ends. now is when the
+// request started: the policy sees figures as of then.
+func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 	var flags uint32
 	hash, ok := p.key.Hash(r)
 	if ok {
 		flags |= hostabi.PickHashPresent
 	}
 	seq := p.seq.Add(1) - 1
-	b, counted, err := p.lb.Pick(hash, seq, rand.Uint64(), flags, (*requestAttrs)(r))
+	b, counted, err := p.lb.Pick(hash, seq, rand.Uint64(), flags, (*requestAttrs)(r), lbhost.ClockAt(now))
 	if err != nil {
 		if errors.Is(err, lbhost.ErrNoEndpoint) {
 			return nil, ErrNoBackend

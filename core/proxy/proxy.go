@@ -58,19 +58,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusNotFound, nil, "no route for host %q and path %q", r.Host, r.URL.Path)
 		return
 	}
-	b, err := route.Pool.Pick(r)
+	// One reading of the clock serves the pick's figures, the pool's idle
+	// bookkeeping and the response header deadline.
+	now := time.Now()
+	b, err := route.Pool.Pick(r, now)
 	if err != nil {
 		h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
 		return
 	}
 	defer b.Done()
-	h.forward(w, r, b)
+	h.forward(w, r, b, now)
 }
 
 // aLongTimeAgo is a deadline that makes pending I/O return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Backend) {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Backend, now time.Time) {
 	ctx := r.Context()
 	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
@@ -84,9 +87,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 		conn *upstream.Conn
 		resp *upstream.Response
 		err  error
-		// One reading of the clock serves the pool's idle bookkeeping and
-		// the response header deadline.
-		now = time.Now()
 	)
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {

@@ -213,7 +213,10 @@ func (b *Balancer[T]) SetEndpoints(set *Set[T]) error {
 // attrs answers request_attr (nil: no attributes). When the module
 // counted the request to the chosen endpoint itself (endpoint_acquire),
 // counted is true and the caller must not count it again.
-func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs) (item T, counted bool, err error) {
+//
+// now is the request's time in Clock nanoseconds (0: read the clock when
+// needed); host functions answer figures as of then.
+func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs, now int64) (item T, counted bool, err error) {
 	var zero T
 	s, err := b.acquire()
 	if err != nil {
@@ -227,7 +230,7 @@ func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs) 
 			return zero, false, err
 		}
 	}
-	in.view.attrs, in.view.acquired, in.view.inPick = attrs, -1, true
+	in.view.attrs, in.view.acquired, in.view.inPick, in.view.now = attrs, -1, true, now
 	in.stack = [4]uint64{hash, seq, random, uint64(flags)}
 	err = in.inst.Call(in.pick, in.stack[:])
 	acquired := in.view.acquired

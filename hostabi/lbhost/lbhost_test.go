@@ -61,7 +61,7 @@ func (e *testEP) Load() (int64, int64, bool) {
 func (e *testEP) SetLoad(load, now int64) { e.load.Store(load); e.at.Store(now) }
 func (e *testEP) ClaimLoadSample(now, ttl int64) bool {
 	last := e.claimAt.Load()
-	return now-last >= ttl && e.claimAt.CompareAndSwap(last, now)
+	return (last == 0 || now-last >= ttl) && e.claimAt.CompareAndSwap(last, now)
 }
 func (e *testEP) String() string { return e.name }
 func (e *testEP) TryAcquire(limit int64) bool {
@@ -76,6 +76,13 @@ func (e *testEP) TryAcquire(limit int64) bool {
 	}
 }
 func (e *testEP) Release() { e.inflight.Add(-1) }
+func (e *testEP) Figures(now int64) (int64, int64, int64, int64) {
+	load, age := int64(-1), int64(-1)
+	if l, at, ok := e.Load(); ok {
+		load, age = l, now-at
+	}
+	return e.InFlight(), e.LatencyEWMA(), load, age
+}
 
 func testSet(tb testing.TB, version uint64, weights ...uint32) *Set[*testEP] {
 	tb.Helper()
@@ -101,7 +108,7 @@ func TestRoundRobinSequence(t *testing.T) {
 	defer b.Close()
 	var got strings.Builder
 	for seq := range uint64(14) {
-		it, _, err := b.Pick(0, seq, 0, 0, nil)
+		it, _, err := b.Pick(0, seq, 0, 0, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +137,7 @@ func TestRoundRobinExactUnderConcurrency(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			for seq := range next {
-				it, _, err := b.Pick(0, seq, 0, 0, nil)
+				it, _, err := b.Pick(0, seq, 0, 0, nil, 0)
 				if err != nil {
 					t.Error(err)
 					return
@@ -181,7 +188,7 @@ func TestSetEndpointsReachesEveryInstance(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for seq := range uint64(40) {
-		it, _, err := b.Pick(0, seq, 0, 0, nil)
+		it, _, err := b.Pick(0, seq, 0, 0, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +206,7 @@ func TestEmptySetGivesNoEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, _, err := b.Pick(0, 0, 0, 0, nil); !errors.Is(err, ErrNoEndpoint) {
+	if _, _, err := b.Pick(0, 0, 0, 0, nil, 0); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("err = %v, want ErrNoEndpoint", err)
 	}
 }
@@ -260,7 +267,7 @@ func TestABIExampleModule(t *testing.T) {
 	defer b.Close()
 	var got strings.Builder
 	for seq := range uint64(6) {
-		it, _, err := b.Pick(0, seq, 0, 0, nil)
+		it, _, err := b.Pick(0, seq, 0, 0, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +279,7 @@ func TestABIExampleModule(t *testing.T) {
 	if err := b.SetEndpoints(testSet(t, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.Pick(0, 7, 0, 0, nil); !errors.Is(err, ErrNoEndpoint) {
+	if _, _, err := b.Pick(0, 7, 0, 0, nil, 0); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("empty set: %v", err)
 	}
 }
@@ -300,10 +307,10 @@ func TestBadIndexIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, _, err := b.Pick(0, 1, 0, 0, nil); err == nil || !strings.Contains(err.Error(), "returned index 12, but the set has 2 endpoints") {
+	if _, _, err := b.Pick(0, 1, 0, 0, nil, 0); err == nil || !strings.Contains(err.Error(), "returned index 12, but the set has 2 endpoints") {
 		t.Fatalf("err = %v", err)
 	}
-	if it, _, err := b.Pick(0, 2, 0, 0, nil); err != nil || it.name != "a" {
+	if it, _, err := b.Pick(0, 2, 0, 0, nil, 0); err != nil || it.name != "a" {
 		t.Fatalf("after a bad index: %q, %v", it, err)
 	}
 	if b.Stats().Failures != 1 {
@@ -323,11 +330,11 @@ func TestExitedInstanceIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, _, err := b.Pick(0, 1, 0, 0, nil); err == nil {
+	if _, _, err := b.Pick(0, 1, 0, 0, nil, 0); err == nil {
 		t.Fatal("pick in an exiting module succeeded")
 	}
 	for seq := uint64(2); seq < 5; seq++ {
-		if it, _, err := b.Pick(0, seq, 0, 0, nil); err != nil || it.name != "a" {
+		if it, _, err := b.Pick(0, seq, 0, 0, nil, 0); err != nil || it.name != "a" {
 			t.Fatalf("pick %d after exit: %q, %v", seq, it, err)
 		}
 	}
@@ -378,7 +385,7 @@ func BenchmarkPick(b *testing.B) {
 				loop := func(next func() bool) {
 					var seq uint64
 					for next() {
-						if _, _, err := bal.Pick(0, seq, 0, 0, nil); err != nil {
+						if _, _, err := bal.Pick(0, seq, 0, 0, nil, 0); err != nil {
 							b.Error(err)
 							return
 						}

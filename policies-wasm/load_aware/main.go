@@ -3,7 +3,7 @@
 // package loadaware for the load endpoint's format and the configuration).
 //
 // policy_config: {"path": "/load", "ttl_ms": 1000, "timeout_ms": 250,
-// "max_age_ms": 10000, "load_weight": 4, "choice_count": 2}
+// "max_age_ms": 10000, "load_weight": 8, "choice_count": 2}
 package main
 
 import (

@@ -40,6 +40,14 @@ func (h *Host) EndpointInFlight(i int) int64 {
 	return 0
 }
 
+func (h *Host) Stats(i int) (lb.Stats, bool) {
+	st := lb.Stats{InFlight: h.EndpointInFlight(i), Latency: h.EndpointLatency(i), Load: -1, LoadAge: -1}
+	if load, age, ok := h.EndpointLoad(i); ok {
+		st.Load, st.LoadAge = load, age
+	}
+	return st, true
+}
+
 func (h *Host) AcquireEndpoint(i int, limit int64) bool {
 	for len(h.InFlight) <= i {
 		h.InFlight = append(h.InFlight, 0)

@@ -3,20 +3,39 @@
 // default modules.
 package wrand
 
+import "math/bits"
+
 // Table draws indexes in proportion to weights. The zero value is empty.
+//
+// A draw maps the random number into [0, total) with one multiplication
+// (Lemire's method) rather than a division, and skips the search when all
+// weights are equal: a division costs more than the rest of a pick, above
+// all in a Wasm guest.
 type Table struct {
-	cum   []uint64 // cumulative weights
-	total uint64
+	cum     []uint64 // cumulative weights
+	total   uint64
+	uniform bool // all weights equal
 }
 
 // Reset sets the weights (each at least 1) and reuses the table's memory.
 func (t *Table) Reset(weights func(i int) uint32, n int) {
 	t.cum = t.cum[:0]
 	t.total = 0
+	t.uniform = true
 	for i := range n {
-		t.total += uint64(max(weights(i), 1))
+		w := uint64(max(weights(i), 1))
+		if i > 0 && w != t.cum[0] {
+			t.uniform = false
+		}
+		t.total += w
 		t.cum = append(t.cum, t.total)
 	}
+}
+
+// below maps r uniformly into [0, n).
+func below(r, n uint64) uint64 {
+	hi, _ := bits.Mul64(r, n)
+	return hi
 }
 
 // Len returns the number of indexes.
@@ -25,7 +44,10 @@ func (t *Table) Len() int { return len(t.cum) }
 // Draw returns an index for the random number r: index i with probability
 // weight(i)/total. It panics on an empty table.
 func (t *Table) Draw(r uint64) int {
-	x := r % t.total
+	if t.uniform {
+		return int(below(r, uint64(len(t.cum))))
+	}
+	x := below(r, t.total)
 	lo, hi := 0, len(t.cum)-1
 	for lo < hi {
 		mid := (lo + hi) / 2
@@ -41,12 +63,19 @@ func (t *Table) Draw(r uint64) int {
 // DrawExcept is Draw over every index but except, for a second candidate
 // that differs from the first. It needs at least two indexes.
 func (t *Table) DrawExcept(r uint64, except int) int {
+	if t.uniform {
+		j := int(below(r, uint64(len(t.cum)-1)))
+		if j >= except {
+			j++
+		}
+		return j
+	}
 	start := uint64(0)
 	if except > 0 {
 		start = t.cum[except-1]
 	}
 	w := t.cum[except] - start
-	x := r % (t.total - w)
+	x := below(r, t.total-w)
 	if x >= start {
 		x += w
 	}

@@ -37,6 +37,24 @@ func TestNextIsSpread(t *testing.T) {
 	}
 }
 
+func TestDrawExceptUniform(t *testing.T) {
+	var tab Table
+	tab.Reset(func(int) uint32 { return 3 }, 5)
+	rng := rand.New(rand.NewPCG(7, 8))
+	counts := make([]int, 5)
+	for range 100_000 {
+		counts[tab.DrawExcept(rng.Uint64(), 2)]++
+	}
+	if counts[2] != 0 {
+		t.Fatal("drew the excluded index")
+	}
+	for i, c := range counts {
+		if i != 2 && (c < 24_000 || c > 26_000) {
+			t.Fatalf("counts %v", counts)
+		}
+	}
+}
+
 func TestDrawExcept(t *testing.T) {
 	w := []uint32{1, 2, 3, 4}
 	var tab Table

@@ -24,12 +24,19 @@ type Config struct {
 	// ChoiceCount is how many candidates a pick compares, 2 to 10.
 	// Default 2.
 	ChoiceCount int
+	// LatencyAware multiplies a candidate's (in flight + 1) by its moving
+	// average time to respond (endpoint_latency), so that the cost compared
+	// is the expected wait rather than the queue length, as Finagle's and
+	// Linkerd's P2C with peak EWMA do. Default false (Envoy's behaviour).
+	LatencyAware bool
 }
 
 // Policy is least_request. Safe for one goroutine at a time.
 type Policy struct {
 	cfg Config
 	tab wrand.Table
+	idx [10]int32    // the pick's candidates
+	st  [10]lb.Stats // their figures, read in one host call
 }
 
 var _ lb.Policy = (*Policy)(nil)
@@ -42,11 +49,17 @@ func New(raw []byte) (lb.Policy, error) {
 	}
 	o, err := flatjson.Parse(raw)
 	if err == nil {
-		err = o.Check("choice_count")
+		err = o.Check("choice_count", "latency_aware")
 	}
 	var n int64
 	if err == nil {
 		n, err = o.Int("choice_count", 2, 2, 10)
+	}
+	if v, ok := o["latency_aware"]; err == nil && ok && v.Kind != flatjson.Null {
+		if v.Kind != flatjson.Bool {
+			err = errors.New(`"latency_aware" must be true or false`)
+		}
+		p.cfg.LatencyAware = v.Bool
 	}
 	if err != nil {
 		return nil, errors.New("least_request policy_config: " + err.Error())
@@ -70,26 +83,27 @@ func (p *Policy) Pick(r lb.Request) int {
 	case 1:
 		return 0
 	}
+	k := p.cfg.ChoiceCount
+	p.idx[0] = int32(p.tab.Draw(wrand.Next(r.Random, 0)))
+	// The second candidate differs from the first, so that a slow endpoint
+	// is never chosen just because it was drawn twice.
+	p.idx[1] = int32(p.tab.DrawExcept(wrand.Next(r.Random, 1), int(p.idx[0])))
+	for c := 2; c < k; c++ {
+		p.idx[c] = int32(p.tab.Draw(wrand.Next(r.Random, c)))
+	}
+	if !lb.ReadStats(p.idx[:k], p.st[:k]) {
+		return int(p.idx[0])
+	}
 	best := -1
 	var bestLoad, bestWeight uint64
-	first := -1
-	for k := range p.cfg.ChoiceCount {
-		var i int
-		switch k {
-		case 0:
-			i = p.tab.Draw(wrand.Next(r.Random, k))
-			first = i
-		case 1:
-			// The second candidate differs from the first, so that a slow
-			// endpoint is never chosen just because it was drawn twice.
-			i = p.tab.DrawExcept(wrand.Next(r.Random, k), first)
-		default:
-			i = p.tab.Draw(wrand.Next(r.Random, k))
+	for c := range k {
+		i := int(p.idx[c])
+		load := uint64(max(p.st[c].InFlight, 0)) + 1
+		if p.cfg.LatencyAware {
+			// In microseconds, at least 1: a backend not yet measured
+			// competes on its queue alone.
+			load *= uint64(max(p.st[c].Latency/1000, 1))
 		}
-		if i == best {
-			continue
-		}
-		load := uint64(max(lb.EndpointInFlight(i), 0)) + 1
 		w := p.tab.Weight(i)
 		// load/w < bestLoad/bestWeight, without division.
 		if best < 0 || load*bestWeight < bestLoad*w {

@@ -74,3 +74,32 @@ func TestEmptyAndSingle(t *testing.T) {
 		t.Fatal("single")
 	}
 }
+
+func TestLatencyAware(t *testing.T) {
+	h := &fakehost.Host{InFlight: []int64{0, 3, 3, 3}, Latency: []int64{40e6, 2e6, 2e6, 2e6}}
+	lb.SetNativeHost(h)
+	defer lb.SetNativeHost(nil)
+	plain, _ := New([]byte(`{}`))
+	aware, err := New([]byte(`{"latency_aware": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.SetEndpoints(1, eps(1, 1, 1, 1))
+	aware.SetEndpoints(1, eps(1, 1, 1, 1))
+	rng := rand.New(rand.NewPCG(9, 9))
+	var slowPlain, slowAware int
+	for range 4000 {
+		r := lb.Request{Random: rng.Uint64()}
+		if plain.Pick(r) == 0 {
+			slowPlain++
+		}
+		if aware.Pick(r) == 0 {
+			slowAware++
+		}
+	}
+	// Idle but slow: in-flight alone prefers it whenever it is drawn;
+	// its 40 ms against 4 × 2 ms makes the latency-aware cost higher.
+	if slowPlain < 1500 || slowAware != 0 {
+		t.Fatalf("slow endpoint picked %d times by in-flight, %d latency-aware, of 4000", slowPlain, slowAware)
+	}
+}

@@ -36,13 +36,13 @@ type Config struct {
 	TTLMS       int64   // sample each backend at most once per ttl_ms; default 1000
 	TimeoutMS   int64   // a sample that takes longer is abandoned; default 250
 	MaxAgeMS    int64   // a sample's weight fades to 0 over max_age_ms; default 10 × ttl_ms
-	LoadWeight  float64 // how much load counts against in-flight requests; default 4
+	LoadWeight  float64 // how much load counts against in-flight requests; default 8
 	ChoiceCount int     // candidates per pick, 2 to 10; default 2
 }
 
 // ParseConfig decodes a policy_config and applies defaults.
 func ParseConfig(raw []byte) (Config, error) {
-	c := Config{Path: "/load", TTLMS: 1000, TimeoutMS: 250, LoadWeight: 4, ChoiceCount: 2}
+	c := Config{Path: "/load", TTLMS: 1000, TimeoutMS: 250, LoadWeight: 8, ChoiceCount: 2}
 	if lb.IsEmptyConfig(raw) {
 		c.MaxAgeMS = 10 * c.TTLMS
 		return c, nil
@@ -87,6 +87,8 @@ func ParseConfig(raw []byte) (Config, error) {
 type Policy struct {
 	cfg     Config
 	tab     wrand.Table
+	idx     [10]int32    // the pick's candidates
+	st      [10]lb.Stats // their figures, read in one host call
 	addrs   []string
 	version uint64
 	pending []pending // samples this instance started
@@ -132,26 +134,26 @@ func (p *Policy) Pick(r lb.Request) int {
 	case 0:
 		return lb.NoEndpoint
 	case 1:
-		p.maybeSample(0)
+		p.idx[0] = 0
+		if lb.ReadStats(p.idx[:1], p.st[:1]) {
+			p.effectiveLoad(0, p.st[0])
+		}
 		return 0
 	}
+	k := p.cfg.ChoiceCount
+	p.idx[0] = int32(p.tab.Draw(wrand.Next(r.Random, 0)))
+	p.idx[1] = int32(p.tab.DrawExcept(wrand.Next(r.Random, 1), int(p.idx[0]))) // two distinct candidates
+	for c := 2; c < k; c++ {
+		p.idx[c] = int32(p.tab.Draw(wrand.Next(r.Random, c)))
+	}
+	if !lb.ReadStats(p.idx[:k], p.st[:k]) {
+		return int(p.idx[0])
+	}
 	best, bestScore := -1, 0.0
-	first := -1
-	for k := range p.cfg.ChoiceCount {
-		var i int
-		switch k {
-		case 0:
-			i = p.tab.Draw(wrand.Next(r.Random, k))
-			first = i
-		case 1:
-			i = p.tab.DrawExcept(wrand.Next(r.Random, k), first) // two distinct candidates
-		default:
-			i = p.tab.Draw(wrand.Next(r.Random, k))
-		}
-		if i == best {
-			continue
-		}
-		s := p.score(i)
+	for c := range k {
+		i := int(p.idx[c])
+		load := p.effectiveLoad(i, p.st[c])
+		s := (float64(max(p.st[c].InFlight, 0)) + 1) / float64(p.tab.Weight(i)) * (1 + p.cfg.LoadWeight*load)
 		if best < 0 || s < bestScore {
 			best, bestScore = i, s
 		}
@@ -159,30 +161,22 @@ func (p *Policy) Pick(r lb.Request) int {
 	return best
 }
 
-func (p *Policy) score(i int) float64 {
-	load := p.maybeSample(i)
-	inflight := float64(max(lb.EndpointInFlight(i), 0)) + 1
-	return inflight / float64(p.tab.Weight(i)) * (1 + p.cfg.LoadWeight*load)
-}
-
-// maybeSample returns endpoint i's effective load (the sample faded by its
-// age; 0 without one) and starts a new sample when the last is older than
-// ttl and this caller wins the claim.
-func (p *Policy) maybeSample(i int) float64 {
-	load, age, ok := lb.EndpointLoad(i)
+// effectiveLoad returns endpoint i's sample faded by its age (0 without
+// one), and starts a new sample when the last is older than ttl and this
+// caller wins the claim.
+func (p *Policy) effectiveLoad(i int, st lb.Stats) float64 {
 	ttl := p.cfg.TTLMS * 1e6
-	if (!ok || age >= ttl) && lb.ClaimLoadSample(i, p.cfg.TTLMS) {
+	if (st.Load < 0 || st.LoadAge >= ttl) && lb.ClaimLoadSample(i, p.cfg.TTLMS) {
 		p.start(i)
 	}
-	if !ok {
+	if st.Load < 0 {
 		return 0
 	}
-	maxAge := float64(p.cfg.MaxAgeMS) * 1e6
-	fade := 1 - float64(age)/maxAge
+	fade := 1 - float64(st.LoadAge)/(float64(p.cfg.MaxAgeMS)*1e6)
 	if fade <= 0 {
 		return 0
 	}
-	return float64(load) / lb.LoadScale * fade
+	return float64(st.Load) / lb.LoadScale * fade
 }
 
 func (p *Policy) start(i int) {

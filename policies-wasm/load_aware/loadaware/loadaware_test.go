@@ -112,11 +112,13 @@ func TestOldSamplesFade(t *testing.T) {
 	defer lb.SetNativeHost(nil)
 	p, _ := New(nil) // max_age 10 s: a 20 s old sample counts for nothing
 	p.SetEndpoints(1, eps(2))
-	if l := p.(*Policy).maybeSample(0); l != 0 {
+	st, _ := h.Stats(0)
+	if l := p.(*Policy).effectiveLoad(0, st); l != 0 {
 		t.Fatalf("a sample past max_age still counts %v", l)
 	}
 	h.Loads[0] = fakehost.Sample{Load: lb.LoadScale, At: 1e12 - 5e9}
-	if l := p.(*Policy).maybeSample(0); l < 0.45 || l > 0.55 {
+	st, _ = h.Stats(0)
+	if l := p.(*Policy).effectiveLoad(0, st); l < 0.45 || l > 0.55 {
 		t.Fatalf("a sample at half max_age counts %v, want 0.5", l)
 	}
 }

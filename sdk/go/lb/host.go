@@ -24,6 +24,27 @@ func EndpointInFlight(i int) int64 { return host.endpointInFlight(int32(i)) }
 // response header, in nanoseconds; 0 before its first response.
 func EndpointLatency(i int) int64 { return host.endpointLatency(int32(i)) }
 
+// Stats are the live figures of one endpoint.
+type Stats struct {
+	InFlight int64 // requests in flight to it
+	Latency  int64 // moving average time to a response header, ns (0 unknown)
+	Load     int64 // last load sample in millionths, -1 when none
+	LoadAge  int64 // the sample's age in ns, -1 when none
+}
+
+// ReadStats fills out[k] with the figures of endpoint idx[k], in one call
+// into the host however many endpoints (at most 64): the way to compare
+// candidates. It reports false when an index is out of range.
+func ReadStats(idx []int32, out []Stats) bool {
+	if len(out) < len(idx) || len(idx) > 64 {
+		return false
+	}
+	if len(idx) == 0 {
+		return true
+	}
+	return host.endpointStats(idx, out) >= hostabi.StatsSize
+}
+
 // AcquireEndpoint counts the request being picked to endpoint i if fewer than
 // limit requests are in flight to it, atomically across the whole proxy, and
 // reports whether it did. After a true result Pick must return i. At most
@@ -166,6 +187,7 @@ func RequestAttr(name string) (string, bool) {
 // answers and SetNativeHost has no effect.
 type Host interface {
 	EndpointInFlight(i int) int64
+	Stats(i int) (Stats, bool)
 	AcquireEndpoint(i int, limit int64) bool
 	EndpointLatency(i int) int64
 	PoolInFlight() int64

@@ -24,6 +24,23 @@ func (n nativeHost) endpointInFlight(i int32) int64 {
 	return n.h.EndpointInFlight(int(i))
 }
 
+func (n nativeHost) endpointStats(idx []int32, out []Stats) int32 {
+	if n.h == nil {
+		for k := range idx {
+			out[k] = Stats{Load: -1, LoadAge: -1}
+		}
+		return hostabi.StatsSize
+	}
+	for k, i := range idx {
+		st, ok := n.h.Stats(int(i))
+		if !ok {
+			return -2
+		}
+		out[k] = st
+	}
+	return hostabi.StatsSize
+}
+
 func (n nativeHost) endpointAcquire(i int32, limit int64) int32 {
 	if n.h != nil && n.h.AcquireEndpoint(int(i), limit) {
 		return 1

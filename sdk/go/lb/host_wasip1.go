@@ -7,6 +7,9 @@ import "unsafe"
 //go:wasmimport wproxy_lb_v1 endpoint_inflight
 func wasmEndpointInFlight(i int32) int64
 
+//go:wasmimport wproxy_lb_v1 endpoint_stats
+func wasmEndpointStats(idx unsafe.Pointer, count uint32, out unsafe.Pointer, stride uint32) int32
+
 //go:wasmimport wproxy_lb_v1 endpoint_acquire
 func wasmEndpointAcquire(i int32, limit int64) int32
 
@@ -54,6 +57,14 @@ var host wasmHost
 
 func (wasmHost) endpointInFlight(i int32) int64 { return wasmEndpointInFlight(i) }
 func (wasmHost) endpointLatency(i int32) int64  { return wasmEndpointLatency(i) }
+
+// endpointStats has the host write straight into out: Stats is four int64,
+// laid out as the ABI's record.
+func (wasmHost) endpointStats(idx []int32, out []Stats) int32 {
+	return wasmEndpointStats(unsafe.Pointer(unsafe.SliceData(idx)), uint32(len(idx)),
+		unsafe.Pointer(unsafe.SliceData(out)), uint32(unsafe.Sizeof(Stats{})))
+}
+
 func (wasmHost) endpointAcquire(i int32, limit int64) int32 {
 	return wasmEndpointAcquire(i, limit)
 }
