@@ -161,3 +161,56 @@ func BenchmarkModulePick(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMaglevBuild is the cost of a new endpoint set for maglev: building
+// the 65537-entry table, in Wasm (through the host, set encoding included)
+// and natively.
+func BenchmarkMaglevBuild(b *testing.B) {
+	ctx := context.Background()
+	rt, err := wasmhost.New(ctx, wasmhost.Config{CacheDir: gowasm.CacheDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	wasm, _ := Lookup("maglev")
+	mod, err := lbhost.Load(ctx, rt, "maglev", wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{10, 100, 1000} {
+		sets := make([]*lbhost.Set[*benchEP], 2)
+		var eps []lb.Endpoint
+		for v := range sets {
+			items := make([]*benchEP, n)
+			weps := make([]wire.Endpoint, n)
+			for i := range items {
+				weps[i] = wire.Endpoint{Address: fmt.Sprintf("10.%d.%d.%d:80", v, i/256, i%256), Weight: 1}
+				items[i] = &benchEP{addr: weps[i].Address}
+			}
+			eps = weps
+			sets[v], _ = lbhost.NewSet(uint64(v+1), items, weps)
+		}
+		b.Run(fmt.Sprintf("wasm/N=%d", n), func(b *testing.B) {
+			bal, err := lbhost.New(mod, nil, sets[0], lbhost.Options{Logger: slog.New(slog.DiscardHandler), MaxInstances: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bal.Close()
+			i := 0
+			for b.Loop() {
+				i++
+				if err := bal.SetEndpoints(sets[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("native/N=%d", n), func(b *testing.B) {
+			p, _ := maglevpolicy.New(nil)
+			for b.Loop() {
+				if err := p.SetEndpoints(1, eps); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
