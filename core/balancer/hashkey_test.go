@@ -58,3 +58,24 @@ func TestHashKeyAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per hash", n)
 	}
 }
+
+func TestRequestAttrs(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://Shop.Example.com:8080/cart/1?id=42&x=a%20b", nil)
+	r.RemoteAddr = "192.0.2.7:5000"
+	r.Header.Set("X-Tenant", "acme")
+	r.Header.Set("Cookie", "session=s1")
+	a := (*requestAttrs)(r)
+	for name, want := range map[string]string{
+		"method": "POST", "path": "/cart/1", "query": "id=42&x=a%20b", "host": "Shop.Example.com", "client_ip": "192.0.2.7",
+		"header:x-tenant": "acme", "header:X-Tenant": "acme", "cookie:session": "s1", "query:x": "a%20b",
+	} {
+		if got, ok := a.Attr(name); !ok || got != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	for _, name := range []string{"header:missing", "cookie:none", "query:nope", "bogus", "header:", "fragment"} {
+		if v, ok := a.Attr(name); ok {
+			t.Errorf("%s present: %q", name, v)
+		}
+	}
+}

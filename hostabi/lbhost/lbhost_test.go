@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
 	"github.com/wproxy/wproxy/hostabi/wire"
@@ -462,4 +466,101 @@ func BenchmarkLoad(b *testing.B) {
 			bal.Close()
 		}
 	})
+}
+
+type mapAttrs map[string]string
+
+func (m mapAttrs) Attr(name string) (string, bool) { v, ok := m[name]; return v, ok }
+
+// The host's services, driven from a pick of a real Go module.
+func TestHostServices(t *testing.T) {
+	rt := newRuntime(t)
+	m, err := Load(context.Background(), rt, "services.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/services"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	allowed := strings.TrimPrefix(srv.URL, "http://")
+	set := testSet(t, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+	b, err := New(m, nil, set, Options{MaxInstances: 1, FetchAllowed: func(hp string) bool { return hp == allowed }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pick := func(hash uint64, attrs Attrs) int {
+		t.Helper()
+		it, _, err := b.Pick(hash, 0, 0, 1, attrs, 0)
+		if err != nil {
+			t.Fatalf("pick %d: %v", hash, err)
+		}
+		return int(it.name[0] - 'a')
+	}
+
+	t.Run("request attributes", func(t *testing.T) {
+		if got := pick(3, mapAttrs{"header:X-Index": "7"}); got != 7 {
+			t.Fatalf("picked %d, want 7", got)
+		}
+		if _, _, err := b.Pick(3, 0, 0, 1, mapAttrs{}, 0); !errors.Is(err, ErrNoEndpoint) {
+			t.Fatalf("absent attribute: %v", err)
+		}
+	})
+	t.Run("timers", func(t *testing.T) {
+		if got := pick(1, nil); got != 0 {
+			t.Fatalf("%d timers fired before any was set", got)
+		}
+		pick(2, nil)
+		pick(2, nil)
+		deadline := time.Now().Add(5 * time.Second)
+		for pick(1, nil) != 2 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := pick(1, nil); got != 2 {
+			t.Fatalf("%d timers fired of 2", got)
+		}
+	})
+	t.Run("fetch", func(t *testing.T) {
+		if got := pick(4, mapAttrs{"query:url": "http://192.0.2.1:80/x"}); got != 1 {
+			t.Fatalf("a fetch to a destination not allowed gave %d, want 1 (denied)", got)
+		}
+		if got := pick(4, mapAttrs{"query:url": "file:///etc/passwd"}); got != 2 {
+			t.Fatalf("a non-http URL gave %d, want 2", got)
+		}
+		if got := pick(4, mapAttrs{"query:url": srv.URL + "/load"}); got != 0 {
+			t.Fatalf("an allowed fetch gave %d", got)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		got := pick(5, nil)
+		for got == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+			got = pick(5, nil)
+		}
+		if got != 1 {
+			t.Fatalf("fetch result: %d, want 1 (200 ok)", got)
+		}
+		if got := pick(5, nil); got != 3 {
+			t.Fatalf("a result collected twice gave %d, want 3 (unknown)", got)
+		}
+	})
+	t.Run("load samples", func(t *testing.T) {
+		if pick(6, nil) != 1 || pick(6, nil) != 0 {
+			t.Fatal("the first claim within a ttl is not the only one")
+		}
+		if got := pick(7, nil); got != 5 {
+			t.Fatalf("load read back as %d tenths, want 5", got)
+		}
+		if load, _, ok := set.Items[0].Load(); !ok || load != 500_000 {
+			t.Fatalf("host holds %d, %v", load, ok)
+		}
+	})
+}
+
+// A module that sets timers must export the callback; one that does not is
+// refused at load.
+func TestTimerWithoutExportIsRefused(t *testing.T) {
+	rt := newRuntime(t)
+	_, err := Load(context.Background(), rt, "notimer.wasm", gowasm.Build(t, "./hostabi/lbhost/testdata/notimer"))
+	if err == nil || !strings.Contains(err.Error(), "imports wproxy_lb_v1.timer_set but lacks the export wproxy_on_timer") {
+		t.Fatalf("err = %v", err)
+	}
 }
