@@ -47,7 +47,11 @@ func (t *Table) Draw(r uint64) int {
 	if t.uniform {
 		return int(below(r, uint64(len(t.cum))))
 	}
-	x := below(r, t.total)
+	return t.search(below(r, t.total))
+}
+
+// search returns the index whose cumulative range holds x.
+func (t *Table) search(x uint64) int {
 	lo, hi := 0, len(t.cum)-1
 	for lo < hi {
 		mid := (lo + hi) / 2
@@ -79,16 +83,7 @@ func (t *Table) DrawExcept(r uint64, except int) int {
 	if x >= start {
 		x += w
 	}
-	lo, hi := 0, len(t.cum)-1
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if t.cum[mid] > x {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
+	return t.search(x)
 }
 
 // Weight returns index i's weight.
