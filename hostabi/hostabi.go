@@ -180,3 +180,26 @@ func itoa(v uint32) string {
 		}
 	}
 }
+
+// Health evaluation ABI, version 1: a module that judges one probe of a
+// backend.
+const (
+	// HealthModuleV1 is the import module name of the host functions
+	// offered to health evaluators (log).
+	HealthModuleV1 = "wproxy_health_v1"
+	// ExportHealthMarkerV1 declares that a module speaks version 1.
+	ExportHealthMarkerV1 = "wproxy_abi_health_v1"
+	// ExportHealthInit passes the evaluator its configuration:
+	// (config_ptr i32, config_len i32) -> (errno i32).
+	ExportHealthInit = "wproxy_health_init"
+	// ExportHealthEvaluate judges one probe (encoded as wire.Probe):
+	// (probe_ptr i32, probe_len i32) -> (verdict i32).
+	ExportHealthEvaluate = "wproxy_health_evaluate"
+)
+
+// Verdicts of wproxy_health_evaluate. Negative values are errors.
+const (
+	VerdictHealthy   int32 = 0 // serving normally
+	VerdictDegraded  int32 = 1 // serving, but at reduced weight
+	VerdictUnhealthy int32 = 2 // not to be sent requests
+)

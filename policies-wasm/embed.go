@@ -24,6 +24,34 @@ func Lookup(name string) ([]byte, bool) {
 	return b, err == nil
 }
 
+// Module kinds.
+const (
+	KindBalancing = "balancing"
+	KindHealth    = "health"
+)
+
+// kinds names the modules that are not balancing modules.
+var kinds = map[string]string{"health_status": KindHealth}
+
+// Kind returns the kind of a default module.
+func Kind(name string) string {
+	if k, ok := kinds[name]; ok {
+		return k
+	}
+	return KindBalancing
+}
+
+// NamesOf lists the default modules of one kind, sorted.
+func NamesOf(kind string) []string {
+	var out []string
+	for _, n := range Names() {
+		if Kind(n) == kind {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Names lists the default modules, sorted.
 func Names() []string {
 	entries, _ := fs.ReadDir(files, "wasm")

@@ -16,10 +16,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/health"
 	"github.com/wproxy/wproxy/core/upstream"
 	"github.com/wproxy/wproxy/hostabi"
 	"github.com/wproxy/wproxy/hostabi/lbhost"
@@ -43,6 +45,7 @@ type Backend struct {
 	pool     *Pool // the pool that picked it, for the pool's in-flight total
 	inflight atomic.Int64
 	requests atomic.Uint64
+	health   health.Status
 	latency  atomic.Int64 // EWMA of time to response header, ns
 	latAt    atomic.Int64 // when it was last updated, lbhost.Clock
 	load     atomic.Int64 // last load sample, millionths
@@ -51,6 +54,9 @@ type Backend struct {
 }
 
 var _ lbhost.Endpoint = (*Backend)(nil)
+
+// HealthStatus returns the backend's health.
+func (b *Backend) HealthStatus() *health.Status { return &b.health }
 
 // Done ends the accounting of one request picked for b.
 func (b *Backend) Done() {
@@ -156,15 +162,22 @@ func (b *Backend) Requests() uint64 { return b.requests.Load() }
 
 // Pool is a named set of backends balanced by a module.
 type Pool struct {
-	Name       string
-	lb         *lbhost.Balancer[*Backend]
-	key        HashKey
-	fetchAllow map[string]bool
-	seq        atomic.Uint64
-	inflight   atomic.Int64
-	logger     *slog.Logger
-	fallback   atomic.Uint64
-	lastLog    atomic.Int64
+	Name        string
+	lb          *lbhost.Balancer[*Backend]
+	members     []*Backend // every configured backend, eligible or not
+	hopts       HealthOptions
+	hmu         sync.Mutex  // serializes Refresh and ejections
+	panicking   atomic.Bool // panic mode: balancing over every member
+	timers      map[*time.Timer]struct{}
+	closed      bool
+	lastWeights []uint32 // the weights of the current set
+	key         HashKey
+	fetchAllow  map[string]bool
+	seq         atomic.Uint64
+	inflight    atomic.Int64
+	logger      *slog.Logger
+	fallback    atomic.Uint64
+	lastLog     atomic.Int64
 }
 
 // Options configure a Pool.
@@ -177,7 +190,9 @@ type Options struct {
 	// FetchAllow lists host:port destinations the module may fetch from,
 	// beyond the pool's own backends.
 	FetchAllow []string
-	Logger     *slog.Logger
+	// Health configures how health decides who is balanced over.
+	Health HealthOptions
+	Logger *slog.Logger
 }
 
 // NewPool starts the pool's module with policyConfig (JSON) and gives it the
@@ -186,11 +201,12 @@ func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Pool{Name: name, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name), fetchAllow: map[string]bool{}}
+	p := &Pool{Name: name, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name), fetchAllow: map[string]bool{},
+		members: backends, hopts: opts.Health.withDefaults(), timers: map[*time.Timer]struct{}{}, lastWeights: ownWeights(backends)}
 	for _, a := range opts.FetchAllow {
 		p.fetchAllow[a] = true
 	}
-	set, err := p.endpointSet(1, backends)
+	set, err := p.endpointSet(1, backends, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -220,28 +236,37 @@ func (p *Pool) fetchAllowed(hostport string) bool {
 	return false
 }
 
-func (p *Pool) endpointSet(version uint64, backends []*Backend) (*lbhost.Set[*Backend], error) {
+// endpointSet encodes backends; weights, when not nil, replace theirs.
+func (p *Pool) endpointSet(version uint64, backends []*Backend, weights []uint32) (*lbhost.Set[*Backend], error) {
 	eps := make([]wire.Endpoint, len(backends))
 	for i, b := range backends {
 		if b.pool != p { // a backend new to the pool: nobody picks it yet
 			b.pool = p
 		}
-		eps[i] = wire.Endpoint{Address: b.Address, Weight: b.Weight, Zone: b.Zone, Meta: b.Meta}
+		w := b.Weight
+		if weights != nil {
+			w = weights[i]
+		}
+		eps[i] = wire.Endpoint{Address: b.Address, Weight: w, Zone: b.Zone, Meta: b.Meta}
 	}
 	return lbhost.NewSet(version, backends, eps)
 }
 
-// Backends returns the current backends. The slice must not be modified.
+// Backends returns the backends currently balanced over: the eligible ones,
+// or every member in panic mode. The slice must not be modified.
 func (p *Pool) Backends() []*Backend { return p.lb.Set().Items }
 
-// SetBackends replaces the pool's backends; the module sees the change before
-// its next pick. On error the previous set stays.
-func (p *Pool) SetBackends(backends []*Backend) error {
-	set, err := p.endpointSet(p.lb.Set().Version+1, backends)
-	if err != nil {
-		return err
-	}
-	return p.lb.SetEndpoints(set)
+// Members returns every configured backend, eligible or not. The slice must
+// not be modified.
+func (p *Pool) Members() []*Backend { return p.members }
+
+// SetMembers replaces the pool's backends (new ones start healthy) and
+// gives the module the eligible ones before its next pick.
+func (p *Pool) SetMembers(backends []*Backend) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.members = backends
+	p.refreshLocked(time.Now())
 }
 
 // Pick chooses a backend for r and counts the request in its in-flight
@@ -302,10 +327,17 @@ func (p *Pool) Stats() Stats { return Stats{Module: p.lb.Stats(), Fallbacks: p.f
 // Module returns the pool's balancing module.
 func (p *Pool) Module() *wasmhost.Module { return p.lb.Module() }
 
-// Close stops the pool's module instances and closes its connections.
+// Close stops the pool's module instances and timers and closes its
+// connections.
 func (p *Pool) Close() {
+	p.hmu.Lock()
+	p.closed = true
+	for t := range p.timers {
+		t.Stop()
+	}
+	p.hmu.Unlock()
 	p.lb.Close()
-	for _, b := range p.lb.Set().Items {
+	for _, b := range p.members {
 		b.Conns.Close()
 	}
 }

@@ -87,8 +87,78 @@ type Pool struct {
 	// IdleConnTimeout closes an upstream connection idle for this long.
 	// Keep it below the backends' own keep-alive timeout. Default 60s.
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+	// Health decides which backends receive requests.
+	Health Health `yaml:"health"`
 
 	hashKey []HashSource // parsed HashKey
+}
+
+// Health configures a pool's health checks.
+type Health struct {
+	// Active probes each backend; absent: no active checks.
+	Active *ActiveHealth `yaml:"active"`
+	// Passive watches proxied requests; on by default.
+	Passive PassiveHealth `yaml:"passive"`
+	// PanicThreshold: when fewer than this percentage of the backends are
+	// healthy, the health check is presumed broken and every backend gets
+	// traffic. 1 to 100; default 50.
+	PanicThreshold int `yaml:"panic_threshold"`
+	// DegradedWeight is the percentage of its weight a degraded backend
+	// keeps, 1 to 100. Default 25.
+	DegradedWeight int `yaml:"degraded_weight"`
+}
+
+// ActiveHealth configures active checks: a probe of each backend per
+// interval.
+type ActiveHealth struct {
+	// Path is requested with GET. Default "/health".
+	Path string `yaml:"path"`
+	// Interval between two probes of a backend. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Jitter varies each interval by up to this percentage either way,
+	// 0 to 50. Default 10.
+	Jitter int `yaml:"jitter"`
+	// Timeout: a probe without an answer by then fails. Less than the
+	// interval. Default 1s.
+	Timeout time.Duration `yaml:"timeout"`
+	// ExpectedStatuses mean healthy. Default [200].
+	ExpectedStatuses []int `yaml:"expected_statuses"`
+	// Rise is how many good probes in a row bring a backend back. Default 2.
+	Rise int `yaml:"rise"`
+	// Fall is how many bad probes in a row take it out. Default 3.
+	Fall int `yaml:"fall"`
+	// Headers are the response headers handed to the evaluator. Default
+	// none.
+	Headers []string `yaml:"headers"`
+	// BodyBytes is how much of the body the evaluator sees, up to 65536.
+	// Default 1024.
+	BodyBytes int `yaml:"body_bytes"`
+	// Evaluator judges each probe: a built-in evaluator's name or a .wasm
+	// file. Default "health_status" (expected status: healthy; other
+	// status or none: unhealthy).
+	Evaluator string `yaml:"evaluator"`
+	// EvaluatorConfig is handed to the evaluator's init as JSON.
+	EvaluatorConfig any `yaml:"evaluator_config"`
+}
+
+// PassiveHealth configures passive checks on proxied requests.
+type PassiveHealth struct {
+	// Disable turns passive checks off. Default false.
+	Disable bool `yaml:"disable"`
+	// ConsecutiveFailures eject a backend: refused or failed connections,
+	// timeouts, broken responses and, unless Ignore5xx, 5xx answers.
+	// Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// Ignore5xx keeps 5xx answers from counting as failures. Default false.
+	Ignore5xx bool `yaml:"ignore_5xx"`
+	// BaseEjection is the first ejection's length; it doubles each time
+	// the backend is ejected again soon after. Default 30s.
+	BaseEjection time.Duration `yaml:"base_ejection"`
+	// MaxEjection caps an ejection. Default 5m.
+	MaxEjection time.Duration `yaml:"max_ejection"`
+	// MaxEjectedPercent bounds the share of backends ejected at once,
+	// 1 to 100. Default 50.
+	MaxEjectedPercent int `yaml:"max_ejected_percent"`
 }
 
 // Backend is one server of a pool.
@@ -151,6 +221,21 @@ const (
 	DefaultClientIdle      = 120 * time.Second
 	DefaultShutdown        = 30 * time.Second
 	DefaultMaxMemoryMB     = 64
+
+	DefaultPanicThreshold      = 50
+	DefaultDegradedWeight      = 25
+	DefaultHealthPath          = "/health"
+	DefaultHealthInterval      = 5 * time.Second
+	DefaultHealthJitter        = 10
+	DefaultHealthTimeout       = time.Second
+	DefaultRise                = 2
+	DefaultFall                = 3
+	DefaultBodyBytes           = 1024
+	DefaultEvaluator           = "health_status"
+	DefaultConsecutiveFailures = 5
+	DefaultBaseEjection        = 30 * time.Second
+	DefaultMaxEjection         = 5 * time.Minute
+	DefaultMaxEjectedPercent   = 50
 )
 
 // HashSource is one part of a pool's hash key.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -233,6 +234,31 @@ func (c *Config) applyDefaults() {
 				p.Backends[i].Weight = DefaultWeight
 			}
 		}
+		h := &p.Health
+		setInt(&h.PanicThreshold, DefaultPanicThreshold)
+		setInt(&h.DegradedWeight, DefaultDegradedWeight)
+		if a := h.Active; a != nil {
+			if a.Path == "" {
+				a.Path = DefaultHealthPath
+			}
+			setDefault(&a.Interval, DefaultHealthInterval)
+			setInt(&a.Jitter, DefaultHealthJitter)
+			setDefault(&a.Timeout, DefaultHealthTimeout)
+			if len(a.ExpectedStatuses) == 0 {
+				a.ExpectedStatuses = []int{200}
+			}
+			setInt(&a.Rise, DefaultRise)
+			setInt(&a.Fall, DefaultFall)
+			setInt(&a.BodyBytes, DefaultBodyBytes)
+			if a.Evaluator == "" {
+				a.Evaluator = DefaultEvaluator
+			}
+		}
+		ps := &h.Passive
+		setInt(&ps.ConsecutiveFailures, DefaultConsecutiveFailures)
+		setDefault(&ps.BaseEjection, DefaultBaseEjection)
+		setDefault(&ps.MaxEjection, DefaultMaxEjection)
+		setInt(&ps.MaxEjectedPercent, DefaultMaxEjectedPercent)
 	}
 	t := &c.Timeouts
 	setDefault(&t.Connect, DefaultConnect)
@@ -250,6 +276,12 @@ func (c *Config) applyDefaults() {
 		} else {
 			c.Wasm.CacheDir = "off"
 		}
+	}
+}
+
+func setInt(v *int, def int) {
+	if *v == 0 {
+		*v = def
 	}
 }
 
@@ -466,8 +498,8 @@ func (v *validator) validatePool(name string, p *Pool) {
 		if !strings.HasSuffix(p.Policy, ".wasm") {
 			v.errorf(append(at, "policy"), "%q: a module file must end in .wasm", p.Policy)
 		}
-	} else if _, ok := policieswasm.Lookup(p.Policy); !ok {
-		v.errorf(append(at, "policy"), "unknown policy %q: built-in policies are %s, or give the path of a .wasm file", p.Policy, strings.Join(policieswasm.Names(), ", "))
+	} else if !slices.Contains(policieswasm.NamesOf(policieswasm.KindBalancing), p.Policy) {
+		v.errorf(append(at, "policy"), "unknown policy %q: built-in policies are %s, or give the path of a .wasm file", p.Policy, strings.Join(policieswasm.NamesOf(policieswasm.KindBalancing), ", "))
 	}
 	if p.PolicyConfig != nil {
 		if _, ok := p.PolicyConfig.(map[string]any); !ok {
@@ -509,12 +541,114 @@ func (v *validator) validatePool(name string, p *Pool) {
 			v.errorf(append(bat, "weight"), "%d is more than the maximum weight %d", b.Weight, MaxWeight)
 		}
 	}
+	v.validateHealth(at, &p.Health)
 	if p.MaxIdleConns < 0 {
 		v.errorf(append(at, "max_idle_conns"), "%d is negative", p.MaxIdleConns)
 	}
 	if p.IdleConnTimeout < 0 {
 		v.errorf(append(at, "idle_conn_timeout"), "%s is negative", p.IdleConnTimeout)
 	}
+}
+
+func (v *validator) validateHealth(pool []any, h *Health) {
+	at := append(append([]any{}, pool...), "health")
+	percent := func(name string, n int) {
+		if n < 1 || n > 100 {
+			v.errorf(append(append([]any{}, at...), name), "%d is out of range 1 to 100", n)
+		}
+	}
+	percent("panic_threshold", h.PanicThreshold)
+	percent("degraded_weight", h.DegradedWeight)
+	if a := h.Active; a != nil {
+		aat := append(append([]any{}, at...), "active")
+		field := func(name string) []any { return append(append([]any{}, aat...), name) }
+		if !strings.HasPrefix(a.Path, "/") {
+			v.errorf(field("path"), "%q must start with /", a.Path)
+		}
+		if a.Interval < 10*time.Millisecond {
+			v.errorf(field("interval"), "%s is too short: at least 10ms", a.Interval)
+		}
+		if a.Timeout <= 0 || a.Timeout >= a.Interval {
+			v.errorf(field("timeout"), "%s must be positive and less than the interval %s", a.Timeout, a.Interval)
+		}
+		if a.Jitter < 0 || a.Jitter > 50 {
+			v.errorf(field("jitter"), "%d is out of range 0 to 50", a.Jitter)
+		}
+		for i, st := range a.ExpectedStatuses {
+			if st < 100 || st > 599 {
+				v.errorf(append(field("expected_statuses"), i), "%d is not an HTTP status", st)
+			}
+		}
+		if a.Rise < 1 || a.Rise > 100 {
+			v.errorf(field("rise"), "%d is out of range 1 to 100", a.Rise)
+		}
+		if a.Fall < 1 || a.Fall > 100 {
+			v.errorf(field("fall"), "%d is out of range 1 to 100", a.Fall)
+		}
+		if a.BodyBytes < 0 || a.BodyBytes > 65536 {
+			v.errorf(field("body_bytes"), "%d is out of range 0 to 65536", a.BodyBytes)
+		}
+		if isModulePath(a.Evaluator) {
+			if !strings.HasSuffix(a.Evaluator, ".wasm") {
+				v.errorf(field("evaluator"), "%q: a module file must end in .wasm", a.Evaluator)
+			}
+		} else if !slices.Contains(policieswasm.NamesOf(policieswasm.KindHealth), a.Evaluator) {
+			v.errorf(field("evaluator"), "unknown evaluator %q: built-in evaluators are %s, or give the path of a .wasm file", a.Evaluator, strings.Join(policieswasm.NamesOf(policieswasm.KindHealth), ", "))
+		}
+		if a.EvaluatorConfig != nil {
+			if _, ok := a.EvaluatorConfig.(map[string]any); !ok {
+				v.errorf(field("evaluator_config"), "evaluator_config must be a mapping")
+			}
+		}
+	}
+	ps := h.Passive
+	pat := append(append([]any{}, at...), "passive")
+	if ps.ConsecutiveFailures < 1 || ps.ConsecutiveFailures > 1000 {
+		v.errorf(append(pat, "consecutive_failures"), "%d is out of range 1 to 1000", ps.ConsecutiveFailures)
+	}
+	if ps.BaseEjection <= 0 || ps.MaxEjection < ps.BaseEjection {
+		v.errorf(append(pat, "max_ejection"), "max_ejection %s must be at least base_ejection %s", ps.MaxEjection, ps.BaseEjection)
+	}
+	if ps.MaxEjectedPercent < 1 || ps.MaxEjectedPercent > 100 {
+		v.errorf(append(pat, "max_ejected_percent"), "%d is out of range 1 to 100", ps.MaxEjectedPercent)
+	}
+}
+
+// EvaluatorConfigJSON returns the active checks' evaluator_config as JSON
+// ({} when unset).
+func (a *ActiveHealth) EvaluatorConfigJSON() []byte {
+	b, err := policyJSON(a.EvaluatorConfig)
+	if err != nil {
+		return []byte("{}")
+	}
+	return b
+}
+
+// ReadEvaluator returns the bytes of a pool's health evaluator, located like
+// ReadModule.
+func (c *Config) ReadEvaluator(pool string) ([]byte, string, error) {
+	a := c.Pools[pool].Health.Active
+	at := []any{"pools", pool, "health", "active", "evaluator"}
+	if !isModulePath(a.Evaluator) {
+		b, ok := policieswasm.Lookup(a.Evaluator)
+		if !ok {
+			return nil, "", c.ErrorAt(fmt.Errorf("unknown evaluator %q", a.Evaluator), at...)
+		}
+		return b, a.Evaluator, nil
+	}
+	path := a.Evaluator
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(c.Dir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("module %s: %w", path, pe.Err)
+		}
+		return nil, "", c.ErrorAt(err, at...)
+	}
+	return b, path, nil
 }
 
 func parseHashSource(s string) (HashSource, error) {

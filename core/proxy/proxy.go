@@ -66,14 +66,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
 		return
 	}
-	defer b.Done()
-	h.forward(w, r, b, now)
+	h.forward(w, r, route.Pool, b, now)
 }
 
 // aLongTimeAgo is a deadline that makes pending I/O return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Backend, now time.Time) {
+// forward sends the request to b and relays the answer. Outcomes feed the
+// pool's passive checks. An idempotent request without a body that b did not
+// answer at all (refused, reset, closed before a byte of response) goes once
+// to another backend. forward ends b's accounting (Done).
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, pool *balancer.Pool, b *balancer.Backend, now time.Time) {
+	defer func() { b.Done() }() // b changes on a retry
 	ctx := r.Context()
 	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
@@ -82,12 +86,54 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 		req.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, d: h.timeouts.ClientBody}
 		defer rc.SetReadDeadline(time.Time{})
 	}
+	for retried := false; ; retried = true {
+		conn, resp, err, dialed := h.exchange(ctx, &req, b, now, hasBody, w.Header())
+		if err == nil {
+			pool.Report(b, resp.StatusCode < 500 || !pool.Count5xx(), "")
+			b.ObserveLatency(time.Since(now))
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				h.tunnel(w, r, b, conn)
+				return
+			}
+			h.relay(w, r, b, conn, resp, now)
+			return
+		}
+		clear(w.Header())
+		var cbe *upstream.ClientBodyError
+		switch {
+		case errors.As(err, &cbe):
+			if isTimeout(cbe.Err) {
+				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", h.timeouts.ClientBody)
+			}
+			// Otherwise the client is gone or sent a broken body: there
+			// is nobody to answer, and nothing to hold against b.
+			return
+		case ctx.Err() != nil:
+			return // the client went away
+		}
+		pool.Report(b, false, err.Error())
+		unanswered := !dialed || upstream.IsNoResponse(err) || isReset(err) || errors.Is(err, io.ErrUnexpectedEOF)
+		if !retried && !hasBody && idempotent(r.Method) && unanswered && !isTimeout(err) {
+			if other, perr := pool.PickOther(r, now, b); perr == nil {
+				h.logf(slog.LevelDebug, "retrying on another backend", "from", b.Address, "to", other.Address, "err", err)
+				b.Done()
+				b = other
+				continue
+			}
+		}
+		if dialed {
+			h.failUpstream(w, r, b, err)
+		} else {
+			h.failDial(w, r, b, err)
+		}
+		return
+	}
+}
 
-	var (
-		conn *upstream.Conn
-		resp *upstream.Response
-		err  error
-	)
+// exchange sends the request to b and reads the response header, on a
+// pooled connection or, when a reused one turns out to be closed, once more
+// on a new one. dialed is false when no connection could be made.
+func (h *Handler) exchange(ctx context.Context, req *upstream.Request, b *balancer.Backend, now time.Time, hasBody bool, dst http.Header) (conn *upstream.Conn, resp *upstream.Response, err error, dialed bool) {
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {
 			conn, err = b.Conns.Get(ctx, now)
@@ -95,39 +141,21 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *balancer.Ba
 			conn, err = b.Conns.Dial(ctx)
 		}
 		if err != nil {
-			h.failDial(w, r, b, err)
-			return
+			return nil, nil, err, false
 		}
-		resp, err = h.roundTrip(ctx, conn, &req, w.Header(), now)
+		resp, err = h.roundTrip(ctx, conn, req, dst, now)
 		if err == nil {
-			break
+			return conn, resp, nil, true
 		}
 		conn.Close()
-		clear(w.Header())
-		var cbe *upstream.ClientBodyError
-		if errors.As(err, &cbe) {
-			if isTimeout(cbe.Err) {
-				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", h.timeouts.ClientBody)
-			}
-			// Otherwise the client is gone or sent a broken body: there
-			// is nobody to answer.
-			return
-		}
 		// A reused connection the backend had closed: an idempotent request
 		// without a body can go again on a new connection.
-		if attempt == 0 && conn.Reused && !hasBody && idempotent(r.Method) && (upstream.IsNoResponse(err) || isReset(err)) && ctx.Err() == nil {
+		if attempt == 0 && conn.Reused && !hasBody && idempotent(req.Method) && (upstream.IsNoResponse(err) || isReset(err)) && ctx.Err() == nil {
+			clear(dst)
 			continue
 		}
-		h.failUpstream(w, r, b, err)
-		return
+		return nil, nil, err, true
 	}
-
-	b.ObserveLatency(time.Since(now))
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		h.tunnel(w, r, b, conn)
-		return
-	}
-	h.relay(w, r, b, conn, resp, now)
 }
 
 // roundTrip sends the request and reads the response header, giving up when

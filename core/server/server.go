@@ -18,9 +18,11 @@ import (
 
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/health"
 	"github.com/wproxy/wproxy/core/http1"
 	"github.com/wproxy/wproxy/core/proxy"
 	"github.com/wproxy/wproxy/core/upstream"
+	"github.com/wproxy/wproxy/hostabi/healthhost"
 	"github.com/wproxy/wproxy/hostabi/lbhost"
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
 )
@@ -31,6 +33,8 @@ type Server struct {
 	logger    *slog.Logger
 	rt        *wasmhost.Runtime
 	pools     map[string]*balancer.Pool
+	probers   []*health.Prober
+	evals     []*healthhost.Evaluator
 	listeners []*listener
 
 	mu      sync.Mutex
@@ -128,8 +132,26 @@ func (s *Server) buildPool(ctx context.Context, name string, pc *config.Pool) (*
 			}),
 		}
 	}
+	h := pc.Health
+	rules := health.Rules{
+		Rise: 1, Fall: 1,
+		BaseEjection: h.Passive.BaseEjection, MaxEjection: h.Passive.MaxEjection,
+	}
+	if !h.Passive.Disable {
+		rules.ConsecutiveFailures = h.Passive.ConsecutiveFailures
+	}
+	if h.Active != nil {
+		rules.Rise, rules.Fall = h.Active.Rise, h.Active.Fall
+	}
 	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{
 		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger,
+		Health: balancer.HealthOptions{
+			Rules:           rules,
+			PanicThreshold:  float64(h.PanicThreshold) / 100,
+			DegradedWeight:  float64(h.DegradedWeight) / 100,
+			MaxEjectedShare: float64(h.Passive.MaxEjectedPercent) / 100,
+			Ignore5xx:       h.Passive.Ignore5xx,
+		},
 	})
 	if err != nil {
 		at := "policy"
@@ -138,7 +160,47 @@ func (s *Server) buildPool(ctx context.Context, name string, pc *config.Pool) (*
 		}
 		return nil, s.cfg.ErrorAt(err, "pools", name, at)
 	}
+	if a := h.Active; a != nil {
+		eval, err := s.buildEvaluator(ctx, name, a)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.evals = append(s.evals, eval)
+		s.probers = append(s.probers, health.NewProber(name, health.ProbeConfig{
+			Path: a.Path, Interval: a.Interval, Jitter: float64(a.Jitter) / 100, Timeout: a.Timeout,
+			Expected: a.ExpectedStatuses, Headers: a.Headers, BodyBytes: a.BodyBytes,
+			Rules: rules, Evaluator: eval,
+		}, func() []health.Target {
+			ms := pool.Members()
+			ts := make([]health.Target, len(ms))
+			for i, m := range ms {
+				ts[i] = m
+			}
+			return ts
+		}, pool.Refresh, s.logger))
+	}
 	return pool, nil
+}
+
+func (s *Server) buildEvaluator(ctx context.Context, pool string, a *config.ActiveHealth) (*healthhost.Evaluator, error) {
+	wasm, source, err := s.cfg.ReadEvaluator(pool)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := healthhost.Load(ctx, s.rt, source, wasm)
+	if err != nil {
+		return nil, s.cfg.ErrorAt(err, "pools", pool, "health", "active", "evaluator")
+	}
+	eval, err := healthhost.New(mod, a.EvaluatorConfigJSON(), s.logger.With("pool", pool))
+	if err != nil {
+		at := "evaluator"
+		if a.EvaluatorConfig != nil {
+			at = "evaluator_config"
+		}
+		return nil, s.cfg.ErrorAt(err, "pools", pool, "health", "active", at)
+	}
+	return eval, nil
 }
 
 // Pool returns a pool by name, or nil.
@@ -166,6 +228,9 @@ func (s *Server) Start() error {
 	s.started = true
 	s.serving.Add(1)
 	go s.janitor()
+	for _, p := range s.probers {
+		p.Start()
+	}
 	for _, l := range s.listeners {
 		s.serving.Add(1)
 		go func() {
@@ -213,6 +278,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() {
 	s.closed.Do(func() {
 		close(s.stop)
+		for _, p := range s.probers {
+			p.Stop()
+		}
+		for _, e := range s.evals {
+			e.Close()
+		}
 		for _, p := range s.pools {
 			p.Close()
 		}

@@ -185,31 +185,76 @@ func TestWeightedRoundRobinConcurrent(t *testing.T) {
 	}
 }
 
+// A backend that refuses connections: a request that cannot be retried
+// (POST) gets 502 with the reason, until passive checks eject the backend
+// after 5 failures in a row; the other backends keep serving throughout.
 func TestBackendDownGives502WithReason(t *testing.T) {
 	a, c := startBackend(t, "a", nil), startBackend(t, "c", nil)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := &backend{name: "dead", addr: ln.Addr().String()}
 	ln.Close() // nothing listens there now: connections are refused
 	url, _ := proxyFor(t, "", []*backend{a, dead, c})
-	client := &http.Client{}
 	var ok, bad int
 	for i := 0; i < 30; i++ {
-		resp, body := get(t, client, url+"/")
+		resp, err := http.Post(url+"/", "text/plain", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		switch resp.StatusCode {
 		case 200:
 			ok++
 		case 502:
 			bad++
 			want := "502 Bad Gateway: backend " + dead.addr + ": dial tcp " + dead.addr + ": connect: connection refused\n"
-			if body != want {
+			if string(body) != want {
 				t.Fatalf("502 body %q, want %q", body, want)
 			}
 		default:
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
 	}
-	if ok != 20 || bad != 10 {
-		t.Fatalf("%d ok, %d bad gateway; want 20 and 10", ok, bad)
+	if bad != 5 || ok != 25 {
+		t.Fatalf("%d ok, %d bad gateway; want 25 and 5 (ejection after 5 failures)", ok, bad)
+	}
+}
+
+// Without passive checks, every third request meets the dead backend.
+func TestBackendDownWithoutPassiveChecks(t *testing.T) {
+	a, c := startBackend(t, "a", nil), startBackend(t, "c", nil)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := &backend{name: "dead", addr: ln.Addr().String()}
+	ln.Close()
+	url, _ := startProxy(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
+pools:
+  p:
+    health: {passive: {disable: true}}
+    backends: [{address: %s}, {address: %s}, {address: %s}]
+wasm: {cache_dir: %s}
+`, a.addr, dead.addr, c.addr, gowasm.CacheDir()))
+	var bad int
+	for i := 0; i < 30; i++ {
+		resp, err := http.Post(url+"/", "text/plain", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 502 {
+			bad++
+		}
+	}
+	if bad != 10 {
+		t.Fatalf("%d of 30 POSTs got 502, want 10", bad)
+	}
+	// GETs are idempotent: each that meets the dead backend goes to
+	// another, and all succeed.
+	for i := 0; i < 30; i++ {
+		resp, body := get(t, http.DefaultClient, url+"/")
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, body)
+		}
 	}
 }
 

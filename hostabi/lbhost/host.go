@@ -3,8 +3,6 @@ package lbhost
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -109,7 +107,7 @@ type hostFunc struct {
 
 // hostFuncs are the functions of wproxy_lb_v1.
 var hostFuncs = []hostFunc{
-	{hostabi.ImportLog, []api.ValueType{i32, i32, i32}, nil, hostLog},
+	{hostabi.ImportLog, []api.ValueType{i32, i32, i32}, nil, wasmhost.HostLog},
 	{hostabi.ImportEndpointInFlight, []api.ValueType{i32}, []api.ValueType{i64}, func(ctx context.Context, _ api.Module, stack []uint64) {
 		if ep, ok := viewOf(ctx).item(stack); ok {
 			stack[0] = uint64(ep.InFlight())
@@ -206,32 +204,6 @@ func defineHost(b wazero.HostModuleBuilder) wazero.HostModuleBuilder {
 		b = b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(f.name)
 	}
 	return b
-}
-
-func hostLog(ctx context.Context, m api.Module, stack []uint64) {
-	inst := wasmhost.FromContext(ctx)
-	if inst == nil {
-		return
-	}
-	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	const maxLine = 4096
-	msg, ok := m.Memory().Read(ptr, min(n, maxLine))
-	if !ok {
-		inst.LogLine(slog.LevelWarn, fmt.Sprintf("log: message at %#x (%d bytes) lies outside memory", ptr, n))
-		return
-	}
-	var l slog.Level
-	switch {
-	case level <= hostabi.LogDebug:
-		l = slog.LevelDebug
-	case level == hostabi.LogInfo:
-		l = slog.LevelInfo
-	case level == hostabi.LogWarn:
-		l = slog.LevelWarn
-	default:
-		l = slog.LevelError
-	}
-	inst.LogLine(l, string(msg))
 }
 
 // hostRequestAttr copies the named attribute of the current request into the

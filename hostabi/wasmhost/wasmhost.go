@@ -403,3 +403,32 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// HostLog is the log host function every ABI offers:
+// (level i32, msg_ptr i32, msg_len i32) -> (). Levels are hostabi.LogDebug to
+// hostabi.LogError; at most 4096 bytes are read.
+func HostLog(ctx context.Context, m api.Module, stack []uint64) {
+	inst := FromContext(ctx)
+	if inst == nil {
+		return
+	}
+	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	const maxLine = 4096
+	msg, ok := m.Memory().Read(ptr, min(n, maxLine))
+	if !ok {
+		inst.LogLine(slog.LevelWarn, fmt.Sprintf("log: message at %#x (%d bytes) lies outside memory", ptr, n))
+		return
+	}
+	var l slog.Level
+	switch {
+	case level <= 0:
+		l = slog.LevelDebug
+	case level == 1:
+		l = slog.LevelInfo
+	case level == 2:
+		l = slog.LevelWarn
+	default:
+		l = slog.LevelError
+	}
+	inst.LogLine(l, string(msg))
+}

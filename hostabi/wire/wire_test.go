@@ -175,3 +175,36 @@ func FuzzDecodeFetchResult(f *testing.F) {
 		}
 	})
 }
+
+func TestProbeRoundTrip(t *testing.T) {
+	p := &Probe{Status: 503, LatencyNS: 1234567, Expected: false, Address: "10.0.0.1:80", Header: []Header{{"X-Load", "0.9"}}, Body: []byte(`{"cpu":0.93}`)}
+	buf, err := AppendProbe(nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeProbe(buf)
+	if err != nil || !reflect.DeepEqual(got, p) {
+		t.Fatalf("%+v %v", got, err)
+	}
+	// Fields appended by a later host are ignored.
+	if got, err := DecodeProbe(append(buf, 1, 2, 3)); err != nil || got.Status != 503 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if _, err := DecodeProbe(buf[:7]); err == nil {
+		t.Fatal("truncated probe decoded")
+	}
+}
+
+func FuzzDecodeProbe(f *testing.F) {
+	seed, _ := AppendProbe(nil, &Probe{Status: 200, Expected: true, Address: "a:1", Body: []byte("ok")})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		p, err := DecodeProbe(buf)
+		if err != nil {
+			return
+		}
+		if _, err := AppendProbe(nil, p); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

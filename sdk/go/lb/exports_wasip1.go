@@ -6,27 +6,11 @@ import (
 	"unsafe"
 
 	"github.com/wproxy/wproxy/hostabi"
+	"github.com/wproxy/wproxy/sdk/go/internal/guest"
 )
-
-// buf is the one buffer the host fills before init and set_endpoints. It is
-// reachable from a global, so the collector keeps it; Go's collector does not
-// move objects, so its address stays valid.
-var buf []byte
 
 //go:wasmexport wproxy_abi_lb_v1
 func abiMarker() {}
-
-//go:wasmexport wproxy_alloc
-func alloc(size uint32) unsafe.Pointer {
-	if size == 0 {
-		size = 1
-	}
-	if uint32(cap(buf)) < size {
-		buf = make([]byte, size)
-	}
-	buf = buf[:size]
-	return unsafe.Pointer(&buf[0])
-}
 
 //go:wasmexport wproxy_lb_init
 func wasmInit(ptr unsafe.Pointer, size uint32) uint32 {
@@ -56,10 +40,4 @@ func hostLog(level Level, msg string) {
 	wasmLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
 }
 
-// guestBytes returns the host-filled bytes at ptr, which must lie in buf.
-func guestBytes(ptr unsafe.Pointer, size uint32) []byte {
-	if size == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(ptr), size)
-}
+func guestBytes(ptr unsafe.Pointer, size uint32) []byte { return guest.Bytes(ptr, size) }
