@@ -26,6 +26,8 @@ Usage:
   wproxy run -config FILE        serve the configuration in FILE
   wproxy validate -config FILE   check FILE and its modules without serving
   wproxy demo [-listen ADDR]     serve a demo with three built-in backends
+  wproxy availability A [A ...]  the availability of servers that fail
+                                 independently: 0.99 0.99, 99% 99%, 3x99.5%
   wproxy version                 print the version
 
 Exit status: 0 after a clean run or a graceful shutdown, 2 for a bad
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "availability":
+		return cmdAvailability(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "wproxy", version())
 		return exitOK

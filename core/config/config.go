@@ -27,6 +27,8 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Wasm configures the WebAssembly runtime that runs the modules.
 	Wasm Wasm `yaml:"wasm"`
+	// Admin configures the admin API.
+	Admin Admin `yaml:"admin"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `yaml:"-"`
@@ -194,6 +196,13 @@ type Timeouts struct {
 	// Shutdown bounds the graceful drain on SIGTERM: in-flight requests get
 	// this long to finish before connections are closed. Default 30s.
 	Shutdown time.Duration `yaml:"shutdown"`
+}
+
+// Admin configures the admin API's listener.
+type Admin struct {
+	// Address is host:port of the admin listener; empty: no admin API.
+	// Keep it on loopback. Default: none.
+	Address string `yaml:"address"`
 }
 
 // Wasm configures the WebAssembly runtime.

@@ -127,12 +127,14 @@ var (
 	cannotDecode  = regexp.MustCompile(`^cannot unmarshal (\S+) (.*) into (\S+)$`)
 	typeNameWords = map[string]string{
 		"Config": "the top level", "Listener": "a listener", "Route": "a route", "Pool": "a pool",
-		"Backend": "a backend", "Timeouts": "timeouts", "Wasm": "wasm",
+		"Backend": "a backend", "Timeouts": "timeouts", "Wasm": "wasm", "Admin": "admin",
+		"Health": "health", "ActiveHealth": "active health checks", "PassiveHealth": "passive health checks",
 	}
 	typeByName = map[string]reflect.Type{
 		"Config": reflect.TypeFor[Config](), "Listener": reflect.TypeFor[Listener](), "Route": reflect.TypeFor[Route](),
 		"Pool": reflect.TypeFor[Pool](), "Backend": reflect.TypeFor[Backend](), "Timeouts": reflect.TypeFor[Timeouts](),
-		"Wasm": reflect.TypeFor[Wasm](),
+		"Wasm": reflect.TypeFor[Wasm](), "Admin": reflect.TypeFor[Admin](), "Health": reflect.TypeFor[Health](),
+		"ActiveHealth": reflect.TypeFor[ActiveHealth](), "PassiveHealth": reflect.TypeFor[PassiveHealth](),
 	}
 )
 
@@ -478,6 +480,11 @@ func (v *validator) validate() {
 	for _, t := range t {
 		if t.d < 0 {
 			v.errorf([]any{"timeouts", t.name}, "%s is negative", t.d)
+		}
+	}
+	if a := c.Admin.Address; a != "" {
+		if err := checkListenAddress(a); err != nil {
+			v.errorf([]any{"admin", "address"}, "%q: %v", a, err)
 		}
 	}
 	if m := c.Wasm.MaxMemoryMB; m < 1 || m > 4096 {

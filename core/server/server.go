@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wproxy/wproxy/core/admin"
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/health"
@@ -36,6 +37,8 @@ type Server struct {
 	probers   []*health.Prober
 	evals     []*healthhost.Evaluator
 	listeners []*listener
+
+	admin *listener
 
 	mu      sync.Mutex
 	started bool
@@ -206,6 +209,17 @@ func (s *Server) buildEvaluator(ctx context.Context, pool string, a *config.Acti
 // Pool returns a pool by name, or nil.
 func (s *Server) Pool(name string) *balancer.Pool { return s.pools[name] }
 
+// Pools returns the pools by name; the map must not be modified.
+func (s *Server) Pools() map[string]*balancer.Pool { return s.pools }
+
+// AdminAddr returns the admin listener's bound address, or "".
+func (s *Server) AdminAddr() string {
+	if s.admin == nil || s.admin.ln == nil {
+		return ""
+	}
+	return s.admin.ln.Addr().String()
+}
+
 // Start binds every listener, or none: when one cannot bind, those already
 // bound are closed and the error names the listener and its address.
 func (s *Server) Start() error {
@@ -225,13 +239,30 @@ func (s *Server) Start() error {
 		}
 		l.ln = ln
 	}
+	if a := s.cfg.Admin.Address; a != "" {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range s.listeners {
+				l.ln.Close()
+				l.ln = nil
+			}
+			return s.cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "admin", "address")
+		}
+		s.admin = &listener{name: "admin", addr: a, ln: ln, srv: &http1.Server{
+			Handler: admin.Handler(s, s.logger), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Logger: s.logger.With("listener", "admin"),
+		}}
+	}
 	s.started = true
 	s.serving.Add(1)
 	go s.janitor()
 	for _, p := range s.probers {
 		p.Start()
 	}
-	for _, l := range s.listeners {
+	all := s.listeners
+	if s.admin != nil {
+		all = append(append([]*listener{}, all...), s.admin)
+	}
+	for _, l := range all {
 		s.serving.Add(1)
 		go func() {
 			defer s.serving.Done()
@@ -266,6 +297,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs[i] = l.srv.Shutdown(ctx)
 			l.handler.CloseTunnels()
 		})
+	}
+	if s.admin != nil {
+		s.admin.srv.Close()
 	}
 	wg.Wait()
 	s.Close()

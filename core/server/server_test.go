@@ -86,10 +86,7 @@ func startProxy(t testing.TB, yaml string) (string, *Server) {
 // relative module paths resolve.
 func startProxyIn(t testing.TB, dir, yaml string) (string, *Server) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), filepath.Join(dir, "test.yaml"), dir)
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", yaml, err)
-	}
+	cfg := parseConfig(t, dir, yaml)
 	srv, err := Build(context.Background(), cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +100,15 @@ func startProxyIn(t testing.TB, dir, yaml string) (string, *Server) {
 		srv.Shutdown(ctx)
 	})
 	return "http://" + srv.Addrs()[0], srv
+}
+
+func parseConfig(t testing.TB, dir, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), filepath.Join(dir, "test.yaml"), dir)
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	return cfg
 }
 
 func quietLogger() *slog.Logger {
