@@ -285,3 +285,29 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// One probe per backend per interval, however many routes use the pool.
+func TestOneProbePerInterval(t *testing.T) {
+	var probes atomic.Int64
+	b := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			probes.Add(1)
+		}
+	}))
+	startProxy(t, fmt.Sprintf(`
+listeners:
+  - {address: "127.0.0.1:0", routes: [{pool: p}, {path_prefix: /api, pool: p}, {host: x.example, pool: p}]}
+  - {address: "127.0.0.1:0", routes: [{pool: p}]}
+pools:
+  p:
+    health: {active: {interval: 100ms, timeout: 50ms, jitter: 0}}
+    backends: [{address: %s}]
+wasm: {cache_dir: %s}
+`, b.addr, gowasm.CacheDir()))
+	time.Sleep(1050 * time.Millisecond)
+	// The first probe comes within a quarter interval, then at most one per
+	// 100 ms: never more than 11 (fewer on a busy machine).
+	if n := probes.Load(); n < 3 || n > 11 {
+		t.Fatalf("%d probes in about 1 s with a 100 ms interval", n)
+	}
+}
