@@ -25,7 +25,8 @@ const usage = `wproxy: a load balancer whose balancing policies are WebAssembly 
 Usage:
   wproxy run -config FILE        serve the configuration in FILE
   wproxy validate -config FILE   check FILE and its modules without serving
-  wproxy demo [-listen ADDR]     serve a demo with three built-in backends
+  wproxy demo [-listen ADDR] [-admin ADDR]
+                                 serve a demo with three built-in backends
   wproxy availability A [A ...]  the availability of servers that fail
                                  independently: 0.99 0.99, 99% 99%, 3x99.5%
   wproxy version                 print the version
@@ -192,6 +193,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs, level := newFlags("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address of the demo proxy")
+	adminAddr := fs.String("admin", "127.0.0.1:9901", "address of the admin API (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -206,7 +208,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer backends.Close()
-	cfg, err := config.Parse(demo.Config(*listen, backends.Addrs), "demo.yaml (embedded)", ".")
+	cfg, err := config.Parse(demo.Config(*listen, *adminAddr, backends.Addrs), "demo.yaml (embedded)", ".")
 	if err != nil {
 		return configError(stderr, err)
 	}
@@ -221,7 +223,14 @@ Try:
   curl -i http://%s/
   for i in 1 2 3 4 5; do curl -s http://%s/hello; done
 Each response names its backend in the X-Demo-Backend header and the body.
-Stop with Ctrl-C (SIGINT) or SIGTERM; in-flight requests finish first.
-`, addr, backends.Addrs[0], backends.Addrs[1], backends.Addrs[2], addr, strings.TrimSpace(addr))
+%sStop with Ctrl-C (SIGINT) or SIGTERM; in-flight requests finish first.
+`, addr, backends.Addrs[0], backends.Addrs[1], backends.Addrs[2], addr, strings.TrimSpace(addr), adminLine(srv))
 	})
+}
+
+func adminLine(srv *server.Server) string {
+	if a := srv.AdminAddr(); a != "" {
+		return "The pools' health and availability: curl http://" + a + "/pools\n"
+	}
+	return ""
 }

@@ -210,7 +210,10 @@ func TestDemo(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "demo", "-listen", addr)
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminAddr := ln2.Addr().String()
+	ln2.Close()
+	cmd := exec.Command(bin, "demo", "-listen", addr, "-admin", adminAddr)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -238,6 +241,15 @@ func TestDemo(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != "map[backend-1:3 backend-2:1 backend-3:1]" {
 		t.Fatalf("distribution %v, want 3:1:1", seen)
+	}
+	resp, err := http.Get("http://" + adminAddr + "/pools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"name": "demo"`) || !strings.Contains(string(body), `"availability"`) {
+		t.Fatalf("admin /pools: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -66,15 +66,15 @@ func Handler(name string) http.Handler {
 	})
 }
 
-// Config returns the demo configuration for a proxy on listen in front of
-// the given backends.
-func Config(listen string, backends []string) []byte {
+// Config returns the demo configuration for a proxy on listen, with its
+// admin API on admin ("" for none), in front of the given backends.
+func Config(listen, admin string, backends []string) []byte {
 	t := template.Must(template.New("demo.yaml").Parse(configTemplate))
 	var b bytes.Buffer
 	if err := t.Execute(&b, struct {
-		Listen   string
-		Backends []string
-	}{listen, backends}); err != nil {
+		Listen, Admin string
+		Backends      []string
+	}{listen, admin, backends}); err != nil {
 		panic(err) // the template is embedded and fixed
 	}
 	return b.Bytes()
