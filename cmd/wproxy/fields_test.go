@@ -7,8 +7,9 @@ import (
 	"github.com/wproxy/wproxy/core/config"
 )
 
-// configFields lists the YAML names of every configuration field below the
-// top level.
+// configFields lists the YAML names of every configuration field: below
+// the top level, and the top level's plain values (the sections have a
+// heading of their own).
 func configFields() []string {
 	var names []string
 	seen := map[reflect.Type]bool{}
@@ -27,7 +28,8 @@ func configFields() []string {
 			if tag == "" || tag == "-" {
 				continue
 			}
-			if !top {
+			k := f.Type.Kind()
+			if !top || (k != reflect.Struct && k != reflect.Slice && k != reflect.Map && k != reflect.Pointer) {
 				names = append(names, tag)
 			}
 			walk(f.Type, false)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/demo"
@@ -139,7 +141,37 @@ func serve(cfg *config.Config, logger *slog.Logger, stderr io.Writer, ready func
 	if ready != nil {
 		ready(srv)
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// The watch runs always and acts when the configuration in force asks
+	// for it, so that a reload can turn it on or off.
+	watch := time.NewTicker(2 * time.Second)
+	defer watch.Stop()
+	last := filesStamp(cfg.Files())
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			logger.Info("SIGHUP: reloading", "config", cfg.File)
+			srv.ReloadFile(context.Background())
+			last = filesStamp(srv.Config().Files())
+		case <-watch.C:
+			cur := srv.Config()
+			if !cur.ReloadOnChange {
+				continue
+			}
+			if filesStamp(cur.Files()) != last {
+				logger.Info("the configuration or a module changed: reloading", "config", cfg.File)
+				srv.ReloadFile(context.Background())
+				// A rejected reload is not retried until the files change
+				// again; an accepted one may name other modules.
+				last = filesStamp(srv.Config().Files())
+			}
+		}
+	}
 	stop()
 	logger.Info("shutting down", "drain_deadline", cfg.Timeouts.Shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
@@ -150,6 +182,19 @@ func serve(cfg *config.Config, logger *slog.Logger, stderr io.Writer, ready func
 		logger.Info("drained")
 	}
 	return exitOK
+}
+
+// filesStamp identifies the content of files for change detection; a
+// missing file counts as empty.
+func filesStamp(paths []string) string {
+	h := sha256.New()
+	for _, p := range paths {
+		b, _ := os.ReadFile(p)
+		sum := sha256.Sum256(b)
+		h.Write([]byte(p))
+		h.Write(sum[:])
+	}
+	return string(h.Sum(nil))
 }
 
 func configError(stderr io.Writer, err error) int {
@@ -208,7 +253,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer backends.Close()
-	cfg, err := config.Parse(demo.Config(*listen, *adminAddr, backends.Addrs), "demo.yaml (embedded)", ".")
+	cfg, err := config.Parse(demo.Config(*listen, *adminAddr, backends.Addrs), "demo.yaml (embedded)", "")
 	if err != nil {
 		return configError(stderr, err)
 	}

@@ -2,10 +2,12 @@
 // default) with JSON status. GET /pools shows every pool's members with
 // their health, weights, requests in flight and observed availability, the
 // pool's theoretical availability 1 − Π(1 − aᵢ), and whether it is in panic
-// mode. GET /healthz answers 200 while wproxy serves.
+// mode. POST /reload reloads the configuration file (422 with the reason
+// when it is rejected). GET /healthz answers 200 while wproxy serves.
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -16,10 +18,13 @@ import (
 	"github.com/wproxy/wproxy/core/health"
 )
 
-// Source gives the admin API what it shows.
+// Source gives the admin API what it shows and does.
 type Source interface {
 	// Pools returns the pools by name.
 	Pools() map[string]*balancer.Pool
+	// ReloadFile reads the configuration file again and reloads it, or
+	// changes nothing and says why.
+	ReloadFile(ctx context.Context) error
 }
 
 // Handler serves the admin API for src.
@@ -30,6 +35,15 @@ func Handler(src Source, logger *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := src.ReloadFile(context.WithoutCancel(r.Context())); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			json.NewEncoder(w).Encode(map[string]any{"status": "rejected", "error": err.Error()})
+			return
+		}
+		writeJSON(w, map[string]any{"status": "reloaded"})
 	})
 	return mux
 }

@@ -42,7 +42,6 @@ type Backend struct {
 	// Conns pools the upstream connections to this backend.
 	Conns *upstream.ConnPool
 
-	pool     *Pool // the pool that picked it, for the pool's in-flight total
 	inflight atomic.Int64
 	requests atomic.Uint64
 	health   health.Status
@@ -57,14 +56,6 @@ var _ lbhost.Endpoint = (*Backend)(nil)
 
 // HealthStatus returns the backend's health.
 func (b *Backend) HealthStatus() *health.Status { return &b.health }
-
-// Done ends the accounting of one request picked for b.
-func (b *Backend) Done() {
-	b.inflight.Add(-1)
-	if b.pool != nil {
-		b.pool.inflight.Add(-1)
-	}
-}
 
 // InFlight returns the requests picked for b and not yet done.
 func (b *Backend) InFlight() int64 { return b.inflight.Load() }
@@ -146,16 +137,13 @@ func (b *Backend) TryAcquire(limit int64) bool {
 			return false
 		}
 		if b.inflight.CompareAndSwap(cur, cur+1) {
-			if b.pool != nil {
-				b.pool.inflight.Add(1)
-			}
 			return true
 		}
 	}
 }
 
 // Release undoes a TryAcquire.
-func (b *Backend) Release() { b.Done() }
+func (b *Backend) Release() { b.inflight.Add(-1) }
 
 // Requests returns the requests picked for b since start.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }
@@ -240,9 +228,6 @@ func (p *Pool) fetchAllowed(hostport string) bool {
 func (p *Pool) endpointSet(version uint64, backends []*Backend, weights []uint32) (*lbhost.Set[*Backend], error) {
 	eps := make([]wire.Endpoint, len(backends))
 	for i, b := range backends {
-		if b.pool != p { // a backend new to the pool: nobody picks it yet
-			b.pool = p
-		}
 		w := b.Weight
 		if weights != nil {
 			w = weights[i]
@@ -270,7 +255,7 @@ func (p *Pool) SetMembers(backends []*Backend) {
 }
 
 // Pick chooses a backend for r and counts the request in its in-flight
-// figure; the caller calls Done on it when the request ends. now is when the
+// figure and the pool's; the caller calls Done when the request ends. now is when the
 // request started: the policy sees figures as of then.
 func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 	var flags uint32
@@ -291,10 +276,16 @@ func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 	}
 	if !counted {
 		b.inflight.Add(1)
-		p.inflight.Add(1)
 	}
+	p.inflight.Add(1)
 	b.requests.Add(1)
 	return b, nil
+}
+
+// Done ends the accounting of one request this pool picked for b.
+func (p *Pool) Done(b *Backend) {
+	b.inflight.Add(-1)
+	p.inflight.Add(-1)
 }
 
 // InFlight returns the pool's requests in flight.
@@ -327,8 +318,9 @@ func (p *Pool) Stats() Stats { return Stats{Module: p.lb.Stats(), Fallbacks: p.f
 // Module returns the pool's balancing module.
 func (p *Pool) Module() *wasmhost.Module { return p.lb.Module() }
 
-// Close stops the pool's module instances and timers and closes its
-// connections.
+// Close stops the pool's module instances and timers. The backends'
+// connections are their owner's to close: a reload may hand them to the
+// next pool.
 func (p *Pool) Close() {
 	p.hmu.Lock()
 	p.closed = true
@@ -337,9 +329,6 @@ func (p *Pool) Close() {
 	}
 	p.hmu.Unlock()
 	p.lb.Close()
-	for _, b := range p.members {
-		b.Conns.Close()
-	}
 }
 
 func (p *Pool) String() string { return fmt.Sprintf("pool %q", p.Name) }

@@ -167,8 +167,8 @@ func (p *Pool) PickOther(r *http.Request, now time.Time, not *Backend) (*Backend
 	}
 	if !counted {
 		b.inflight.Add(1)
-		p.inflight.Add(1)
 	}
+	p.inflight.Add(1)
 	b.requests.Add(1)
 	return b, nil
 }

@@ -29,6 +29,9 @@ type Config struct {
 	Wasm Wasm `yaml:"wasm"`
 	// Admin configures the admin API.
 	Admin Admin `yaml:"admin"`
+	// ReloadOnChange reloads the configuration when its file changes
+	// (checked every 2 s), besides SIGHUP and POST /reload. Default false.
+	ReloadOnChange bool `yaml:"reload_on_change"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `yaml:"-"`

@@ -322,6 +322,26 @@ func (c *Config) ModulePath(p *Pool) string {
 	return filepath.Join(c.Dir, p.Policy)
 }
 
+// Files returns the configuration file and every module file it names: what
+// a change watcher must look at.
+func (c *Config) Files() []string {
+	files := []string{c.File}
+	for _, name := range c.PoolNames() {
+		p := c.Pools[name]
+		if path := c.ModulePath(p); path != "" {
+			files = append(files, path)
+		}
+		if a := p.Health.Active; a != nil && isModulePath(a.Evaluator) {
+			path := a.Evaluator
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(c.Dir, path)
+			}
+			files = append(files, path)
+		}
+	}
+	return files
+}
+
 func isModulePath(policy string) bool {
 	return strings.HasSuffix(policy, ".wasm") || strings.ContainsAny(policy, `/\`)
 }

@@ -32,28 +32,41 @@ type Timeouts struct {
 	ClientBody     time.Duration
 }
 
-// Handler proxies requests. Create it with New.
-type Handler struct {
-	router   *Router
-	timeouts Timeouts
-	proto    string // "http" or "https", for X-Forwarded-Proto
-	logger   *slog.Logger
-	lastLog  atomic.Int64
-	dropped  atomic.Int64
-	tunnels  tunnels
+// Table is what a Handler serves: its routes and timeouts. A reload gives a
+// Handler a new Table; requests in flight finish with the one they started
+// with.
+type Table struct {
+	Router   *Router
+	Timeouts Timeouts
 }
 
-// New returns a handler serving router's routes.
-func New(router *Router, timeouts Timeouts, logger *slog.Logger) *Handler {
+// Handler proxies requests. Create it with New.
+type Handler struct {
+	table   atomic.Pointer[Table]
+	proto   string // "http" or "https", for X-Forwarded-Proto
+	logger  *slog.Logger
+	lastLog atomic.Int64
+	dropped atomic.Int64
+	tunnels tunnels
+}
+
+// New returns a handler serving t.
+func New(t *Table, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Handler{router: router, timeouts: timeouts, proto: "http", logger: logger}
+	h := &Handler{proto: "http", logger: logger}
+	h.table.Store(t)
+	return h
 }
+
+// SetTable makes t the handler's table for the requests that start from now.
+func (h *Handler) SetTable(t *Table) { h.table.Store(t) }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route := h.router.Match(r.Host, r.URL.Path)
+	tab := h.table.Load()
+	route := tab.Router.Match(r.Host, r.URL.Path)
 	if route == nil {
 		h.fail(w, r, http.StatusNotFound, nil, "no route for host %q and path %q", r.Host, r.URL.Path)
 		return
@@ -66,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
 		return
 	}
-	h.forward(w, r, route.Pool, b, now)
+	h.forward(w, r, &tab.Timeouts, route.Pool, b, now)
 }
 
 // aLongTimeAgo is a deadline that makes pending I/O return at once.
@@ -76,18 +89,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // pool's passive checks. An idempotent request without a body that b did not
 // answer at all (refused, reset, closed before a byte of response) goes once
 // to another backend. forward ends b's accounting (Done).
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, pool *balancer.Pool, b *balancer.Backend, now time.Time) {
-	defer func() { b.Done() }() // b changes on a retry
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, pool *balancer.Pool, b *balancer.Backend, now time.Time) {
+	defer func() { pool.Done(b) }() // b changes on a retry
 	ctx := r.Context()
 	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	if hasBody && h.timeouts.ClientBody > 0 {
+	if hasBody && tm.ClientBody > 0 {
 		rc := http.NewResponseController(w)
-		req.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, d: h.timeouts.ClientBody}
+		req.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, d: tm.ClientBody}
 		defer rc.SetReadDeadline(time.Time{})
 	}
 	for retried := false; ; retried = true {
-		conn, resp, err, dialed := h.exchange(ctx, &req, b, now, hasBody, w.Header())
+		conn, resp, err, dialed := h.exchange(ctx, tm, &req, b, now, hasBody, w.Header())
 		if err == nil {
 			pool.Report(b, resp.StatusCode < 500 || !pool.Count5xx(), "")
 			b.ObserveLatency(time.Since(now))
@@ -103,7 +116,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, pool *balancer
 		switch {
 		case errors.As(err, &cbe):
 			if isTimeout(cbe.Err) {
-				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", h.timeouts.ClientBody)
+				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", tm.ClientBody)
 			}
 			// Otherwise the client is gone or sent a broken body: there
 			// is nobody to answer, and nothing to hold against b.
@@ -116,13 +129,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, pool *balancer
 		if !retried && !hasBody && idempotent(r.Method) && unanswered && !isTimeout(err) {
 			if other, perr := pool.PickOther(r, now, b); perr == nil {
 				h.logf(slog.LevelDebug, "retrying on another backend", "from", b.Address, "to", other.Address, "err", err)
-				b.Done()
+				pool.Done(b)
 				b = other
 				continue
 			}
 		}
 		if dialed {
-			h.failUpstream(w, r, b, err)
+			h.failUpstream(w, r, tm, b, err)
 		} else {
 			h.failDial(w, r, b, err)
 		}
@@ -133,7 +146,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, pool *balancer
 // exchange sends the request to b and reads the response header, on a
 // pooled connection or, when a reused one turns out to be closed, once more
 // on a new one. dialed is false when no connection could be made.
-func (h *Handler) exchange(ctx context.Context, req *upstream.Request, b *balancer.Backend, now time.Time, hasBody bool, dst http.Header) (conn *upstream.Conn, resp *upstream.Response, err error, dialed bool) {
+func (h *Handler) exchange(ctx context.Context, tm *Timeouts, req *upstream.Request, b *balancer.Backend, now time.Time, hasBody bool, dst http.Header) (conn *upstream.Conn, resp *upstream.Response, err error, dialed bool) {
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {
 			conn, err = b.Conns.Get(ctx, now)
@@ -143,7 +156,7 @@ func (h *Handler) exchange(ctx context.Context, req *upstream.Request, b *balanc
 		if err != nil {
 			return nil, nil, err, false
 		}
-		resp, err = h.roundTrip(ctx, conn, req, dst, now)
+		resp, err = h.roundTrip(ctx, tm, conn, req, dst, now)
 		if err == nil {
 			return conn, resp, nil, true
 		}
@@ -160,7 +173,7 @@ func (h *Handler) exchange(ctx context.Context, req *upstream.Request, b *balanc
 
 // roundTrip sends the request and reads the response header, giving up when
 // the client goes away.
-func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstream.Request, dst http.Header, now time.Time) (*upstream.Response, error) {
+func (h *Handler) roundTrip(ctx context.Context, tm *Timeouts, conn *upstream.Conn, req *upstream.Request, dst http.Header, now time.Time) (*upstream.Response, error) {
 	nc := conn.NetConn()
 	// Over HTTP/2 the request's context ends when the client goes away;
 	// over wproxy's HTTP/1.1 server it never does, and the wait is bounded
@@ -173,8 +186,8 @@ func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstr
 		stop()
 		return nil, err
 	}
-	if h.timeouts.ResponseHeader > 0 {
-		nc.SetReadDeadline(now.Add(h.timeouts.ResponseHeader))
+	if tm.ResponseHeader > 0 {
+		nc.SetReadDeadline(now.Add(tm.ResponseHeader))
 	}
 	resp, err := conn.ReadResponse(req.Method, dst)
 	if !stop() {
@@ -186,7 +199,7 @@ func (h *Handler) roundTrip(ctx context.Context, conn *upstream.Conn, req *upstr
 	// The header deadline must not cut a long body short; when the body
 	// is already buffered no read can block, and the next request on this
 	// connection sets its own deadline, so the reset is saved.
-	if h.timeouts.ResponseHeader > 0 && (resp.ContentLength < 0 || int64(conn.Buffered()) < resp.ContentLength) {
+	if tm.ResponseHeader > 0 && (resp.ContentLength < 0 || int64(conn.Buffered()) < resp.ContentLength) {
 		nc.SetReadDeadline(time.Time{})
 	}
 	return resp, nil
@@ -283,13 +296,13 @@ func (h *Handler) failDial(w http.ResponseWriter, r *http.Request, b *balancer.B
 	h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
 }
 
-func (h *Handler) failUpstream(w http.ResponseWriter, r *http.Request, b *balancer.Backend, err error) {
+func (h *Handler) failUpstream(w http.ResponseWriter, r *http.Request, tm *Timeouts, b *balancer.Backend, err error) {
 	var pe *upstream.ProtocolError
 	switch {
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 	case isTimeout(err):
-		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s did not respond within %s", b.Address, h.timeouts.ResponseHeader)
+		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s did not respond within %s", b.Address, tm.ResponseHeader)
 	case errors.As(err, &pe):
 		h.fail(w, r, http.StatusBadGateway, err, "backend %s sent an invalid response: %v", b.Address, pe)
 	case upstream.IsNoResponse(err) || isReset(err) || errors.Is(err, io.ErrUnexpectedEOF):

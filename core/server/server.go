@@ -1,10 +1,13 @@
 // Package server assembles a running proxy from a configuration: the Wasm
-// runtime and modules, the pools with their backends, the routers and the
-// listeners; it serves until told to stop and then drains gracefully.
+// runtime and modules, the pools with their backends and health checks, the
+// routers and the listeners; it serves until told to stop, reloads a new
+// configuration without dropping a request, and drains gracefully.
 //
 // Build does everything that can fail before anything listens; Start binds
-// every listener or none; Shutdown stops accepting, lets in-flight requests
-// finish up to a deadline, then closes what is left.
+// every listener or none; Reload builds the next configuration beside the
+// running one and swaps it in whole, or changes nothing; Shutdown stops
+// accepting, lets in-flight requests finish up to a deadline, then closes
+// what is left. A Server is safe for concurrent use.
 package server
 
 import (
@@ -13,38 +16,35 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wproxy/wproxy/core/admin"
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
-	"github.com/wproxy/wproxy/core/health"
 	"github.com/wproxy/wproxy/core/http1"
 	"github.com/wproxy/wproxy/core/proxy"
-	"github.com/wproxy/wproxy/core/upstream"
-	"github.com/wproxy/wproxy/hostabi/healthhost"
-	"github.com/wproxy/wproxy/hostabi/lbhost"
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
 )
 
-// Server is a proxy built from one configuration.
+// Server is a running proxy.
 type Server struct {
-	cfg       *config.Config
-	logger    *slog.Logger
-	rt        *wasmhost.Runtime
-	pools     map[string]*balancer.Pool
-	probers   []*health.Prober
-	evals     []*healthhost.Evaluator
-	listeners []*listener
+	logger *slog.Logger
+	rt     *wasmhost.Runtime
+	gen    atomic.Pointer[generation]
 
-	admin *listener
+	mu        sync.Mutex           // Start, Reload, Shutdown
+	listeners map[string]*listener // by address
+	admin     *listener
+	started   bool
+	serving   sync.WaitGroup // listeners and the janitor
+	retiring  sync.WaitGroup // generations draining after a reload
+	stop      chan struct{}  // closed by Close
+	closed    sync.Once
 
-	mu      sync.Mutex
-	started bool
-	serving sync.WaitGroup
-	stop    chan struct{} // closed by Close: stops the janitor
-	closed  sync.Once
+	reloadsOK, reloadsRejected atomic.Uint64
 }
 
 type listener struct {
@@ -61,7 +61,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, logger: logger, pools: map[string]*balancer.Pool{}, stop: make(chan struct{})}
+	s := &Server{logger: logger, listeners: map[string]*listener{}, stop: make(chan struct{})}
 	cacheDir := cfg.Wasm.CacheDir
 	if cacheDir == "off" {
 		cacheDir = ""
@@ -75,145 +75,46 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 		return nil, config.Errors{cfg.ErrorAt(err, "wasm", "cache_dir")}
 	}
 	s.rt = rt
-	var errs config.Errors
-	for _, name := range cfg.PoolNames() {
-		pool, err := s.buildPool(ctx, name, cfg.Pools[name])
-		if err != nil {
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				ce = cfg.ErrorAt(err, "pools", name, "policy")
-			}
-			errs = append(errs, ce)
-			continue
-		}
-		s.pools[name] = pool
+	g, err := s.buildGeneration(ctx, cfg, nil)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
 	}
-	if len(errs) > 0 {
-		s.Close()
-		return nil, errs
-	}
+	s.gen.Store(g)
 	for _, l := range cfg.Listeners {
-		routes := make([]proxy.Route, len(l.Routes))
-		for i, r := range l.Routes {
-			routes[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: s.pools[r.Pool]}
-		}
-		h := proxy.New(proxy.NewRouter(routes), proxy.Timeouts{
-			ResponseHeader: cfg.Timeouts.ResponseHeader,
-			ClientBody:     cfg.Timeouts.ClientBody,
-		}, logger.With("listener", l.Name))
-		s.listeners = append(s.listeners, &listener{name: l.Name, addr: l.Address, handler: h, srv: &http1.Server{
-			Handler:           h,
-			ReadHeaderTimeout: cfg.Timeouts.ClientHeader,
-			IdleTimeout:       cfg.Timeouts.ClientIdle,
-			Logger:            logger.With("listener", l.Name),
-		}})
+		s.listeners[l.Address] = s.newListener(g, l)
 	}
 	return s, nil
 }
 
-func (s *Server) buildPool(ctx context.Context, name string, pc *config.Pool) (*balancer.Pool, error) {
-	wasm, err := s.cfg.ReadModule(name)
-	if err != nil {
-		return nil, err
-	}
-	source := pc.Policy
-	if path := s.cfg.ModulePath(pc); path != "" {
-		source = path
-	}
-	mod, err := lbhost.Load(ctx, s.rt, source, wasm)
-	if err != nil {
-		return nil, err
-	}
-	backends := make([]*balancer.Backend, len(pc.Backends))
-	for i, b := range pc.Backends {
-		backends[i] = &balancer.Backend{
-			Address: b.Address, Weight: b.Weight, Zone: b.Zone, Meta: b.Meta,
-			Conns: upstream.NewConnPool(b.Address, upstream.PoolConfig{
-				MaxIdle:        pc.MaxIdleConns,
-				IdleTimeout:    pc.IdleConnTimeout,
-				ConnectTimeout: s.cfg.Timeouts.Connect,
-			}),
-		}
-	}
-	h := pc.Health
-	rules := health.Rules{
-		Rise: 1, Fall: 1,
-		BaseEjection: h.Passive.BaseEjection, MaxEjection: h.Passive.MaxEjection,
-	}
-	if !h.Passive.Disable {
-		rules.ConsecutiveFailures = h.Passive.ConsecutiveFailures
-	}
-	if h.Active != nil {
-		rules.Rise, rules.Fall = h.Active.Rise, h.Active.Fall
-	}
-	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{
-		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger,
-		Health: balancer.HealthOptions{
-			Rules:           rules,
-			PanicThreshold:  float64(h.PanicThreshold) / 100,
-			DegradedWeight:  float64(h.DegradedWeight) / 100,
-			MaxEjectedShare: float64(h.Passive.MaxEjectedPercent) / 100,
-			Ignore5xx:       h.Passive.Ignore5xx,
-		},
-	})
-	if err != nil {
-		at := "policy"
-		if pc.PolicyConfig != nil {
-			at = "policy_config"
-		}
-		return nil, s.cfg.ErrorAt(err, "pools", name, at)
-	}
-	if a := h.Active; a != nil {
-		eval, err := s.buildEvaluator(ctx, name, a)
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		s.evals = append(s.evals, eval)
-		s.probers = append(s.probers, health.NewProber(name, health.ProbeConfig{
-			Path: a.Path, Interval: a.Interval, Jitter: float64(a.Jitter) / 100, Timeout: a.Timeout,
-			Expected: a.ExpectedStatuses, Headers: a.Headers, BodyBytes: a.BodyBytes,
-			Rules: rules, Evaluator: eval,
-		}, func() []health.Target {
-			ms := pool.Members()
-			ts := make([]health.Target, len(ms))
-			for i, m := range ms {
-				ts[i] = m
-			}
-			return ts
-		}, pool.Refresh, s.logger))
-	}
-	return pool, nil
+func (s *Server) newListener(g *generation, l config.Listener) *listener {
+	h := proxy.New(g.table(l), s.logger.With("listener", l.Name))
+	return &listener{name: l.Name, addr: l.Address, handler: h, srv: &http1.Server{
+		Handler:           h,
+		ReadHeaderTimeout: g.cfg.Timeouts.ClientHeader,
+		IdleTimeout:       g.cfg.Timeouts.ClientIdle,
+		Logger:            s.logger.With("listener", l.Name),
+	}}
 }
 
-func (s *Server) buildEvaluator(ctx context.Context, pool string, a *config.ActiveHealth) (*healthhost.Evaluator, error) {
-	wasm, source, err := s.cfg.ReadEvaluator(pool)
-	if err != nil {
-		return nil, err
+// Config returns the configuration being served.
+func (s *Server) Config() *config.Config { return s.gen.Load().cfg }
+
+// Pool returns a pool of the current configuration by name, or nil.
+func (s *Server) Pool(name string) *balancer.Pool {
+	if ps := s.gen.Load().pools[name]; ps != nil {
+		return ps.pool
 	}
-	mod, err := healthhost.Load(ctx, s.rt, source, wasm)
-	if err != nil {
-		return nil, s.cfg.ErrorAt(err, "pools", pool, "health", "active", "evaluator")
-	}
-	eval, err := healthhost.New(mod, a.EvaluatorConfigJSON(), s.logger.With("pool", pool))
-	if err != nil {
-		at := "evaluator"
-		if a.EvaluatorConfig != nil {
-			at = "evaluator_config"
-		}
-		return nil, s.cfg.ErrorAt(err, "pools", pool, "health", "active", at)
-	}
-	return eval, nil
+	return nil
 }
 
-// Pool returns a pool by name, or nil.
-func (s *Server) Pool(name string) *balancer.Pool { return s.pools[name] }
-
-// Pools returns the pools by name; the map must not be modified.
-func (s *Server) Pools() map[string]*balancer.Pool { return s.pools }
+// Pools returns the current configuration's pools by name.
+func (s *Server) Pools() map[string]*balancer.Pool { return s.gen.Load().poolMap() }
 
 // AdminAddr returns the admin listener's bound address, or "".
 func (s *Server) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.admin == nil || s.admin.ln == nil {
 		return ""
 	}
@@ -228,102 +129,276 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("server already started")
 	}
-	for i, l := range s.listeners {
+	cfg := s.gen.Load().cfg
+	var bound []*listener
+	fail := func(err error) error {
+		for _, l := range bound {
+			l.ln.Close()
+			l.ln = nil
+		}
+		return err
+	}
+	for i, lc := range cfg.Listeners {
+		l := s.listeners[lc.Address]
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			for _, prev := range s.listeners[:i] {
-				prev.ln.Close()
-				prev.ln = nil
-			}
-			return s.cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address")
+			return fail(cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address"))
 		}
 		l.ln = ln
+		bound = append(bound, l)
 	}
-	if a := s.cfg.Admin.Address; a != "" {
+	if a := cfg.Admin.Address; a != "" {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			for _, l := range s.listeners {
-				l.ln.Close()
-				l.ln = nil
-			}
-			return s.cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "admin", "address")
+			return fail(cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "admin", "address"))
 		}
 		s.admin = &listener{name: "admin", addr: a, ln: ln, srv: &http1.Server{
-			Handler: admin.Handler(s, s.logger), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Logger: s.logger.With("listener", "admin"),
+			Handler: admin.Handler(s, s.logger), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+			Logger: s.logger.With("listener", "admin"),
 		}}
+		bound = append(bound, s.admin)
 	}
 	s.started = true
 	s.serving.Add(1)
 	go s.janitor()
-	for _, p := range s.probers {
-		p.Start()
+	for _, ps := range s.gen.Load().pools {
+		if ps.prober != nil {
+			ps.prober.Start()
+		}
 	}
-	all := s.listeners
-	if s.admin != nil {
-		all = append(append([]*listener{}, all...), s.admin)
-	}
-	for _, l := range all {
-		s.serving.Add(1)
-		go func() {
-			defer s.serving.Done()
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
-				s.logger.Error("listener stopped", "listener", l.name, "err", err)
-			}
-		}()
-		s.logger.Info("listening", "listener", l.name, "address", l.ln.Addr().String())
+	for _, l := range bound {
+		s.serve(l)
 	}
 	return nil
 }
 
+func (s *Server) serve(l *listener) {
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
+			s.logger.Error("listener stopped", "listener", l.name, "err", err)
+		}
+	}()
+	s.logger.Info("listening", "listener", l.name, "address", l.ln.Addr().String())
+}
+
 // Addrs returns the bound address of each listener, in configuration order.
 func (s *Server) Addrs() []string {
-	addrs := make([]string, len(s.listeners))
-	for i, l := range s.listeners {
-		if l.ln != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.gen.Load().cfg
+	addrs := make([]string, len(cfg.Listeners))
+	for i, lc := range cfg.Listeners {
+		if l := s.listeners[lc.Address]; l != nil && l.ln != nil {
 			addrs[i] = l.ln.Addr().String()
 		}
 	}
 	return addrs
 }
 
+// Reload makes cfg the configuration being served, or changes nothing. Every
+// module of cfg is compiled and initialised, and new listeners are bound,
+// before anything is swapped; requests in flight finish with the pools they
+// started with; pools, backends (with their health and connections) and
+// modules that did not change carry over. The Wasm runtime's settings and
+// the admin listener cannot change without a restart. Errors are
+// config.Errors when they concern a field.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.reload(ctx, cfg)
+	if err != nil {
+		s.reloadsRejected.Add(1)
+		s.logger.Error("reload rejected; the running configuration goes on", "err", err)
+		return err
+	}
+	s.reloadsOK.Add(1)
+	s.logger.Info("reloaded", "config", cfg.File)
+	return nil
+}
+
+func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
+	old := s.gen.Load()
+	if !reflect.DeepEqual(cfg.Wasm, old.cfg.Wasm) {
+		return config.Errors{cfg.ErrorAt(errors.New("the wasm settings cannot change without a restart"), "wasm")}
+	}
+	if cfg.Admin.Address != old.cfg.Admin.Address {
+		return config.Errors{cfg.ErrorAt(errors.New("the admin address cannot change without a restart"), "admin", "address")}
+	}
+	g, err := s.buildGeneration(ctx, cfg, old)
+	if err != nil {
+		return err
+	}
+	// Bind the listeners this configuration adds, before any swap.
+	added := map[string]*listener{}
+	for i, lc := range cfg.Listeners {
+		if _, ok := s.listeners[lc.Address]; ok {
+			continue
+		}
+		l := s.newListener(g, lc)
+		if s.started {
+			ln, err := net.Listen("tcp", lc.Address)
+			if err != nil {
+				for _, a := range added {
+					a.ln.Close()
+				}
+				g.closeExcept(old)
+				return config.Errors{cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address")}
+			}
+			l.ln = ln
+		}
+		added[lc.Address] = l
+	}
+
+	// Swap.
+	s.gen.Store(g)
+	kept := map[string]bool{}
+	for _, lc := range cfg.Listeners {
+		kept[lc.Address] = true
+		if l, ok := s.listeners[lc.Address]; ok {
+			l.name = lc.Name
+			l.handler.SetTable(g.table(lc))
+		}
+	}
+	var removed []*listener
+	for addr, l := range s.listeners {
+		if !kept[addr] {
+			removed = append(removed, l)
+			delete(s.listeners, addr)
+		}
+	}
+	for addr, l := range added {
+		s.listeners[addr] = l
+		if s.started {
+			s.serve(l)
+		}
+	}
+	if s.started {
+		for name, ps := range g.pools {
+			if old.pools[name] != ps && ps.prober != nil {
+				ps.prober.Start()
+			}
+		}
+	}
+	s.retire(old, g, removed)
+	return nil
+}
+
+// retire drains what the old generation does not share with the new one:
+// removed listeners stop accepting and finish their requests; replaced pools
+// are closed once their last request is done (at most the shutdown timeout
+// later); backends that left close their connections.
+func (s *Server) retire(old, g *generation, removed []*listener) {
+	var gone []*poolState
+	for name, ps := range old.pools {
+		if g.pools[name] != ps {
+			gone = append(gone, ps)
+			if ps.prober != nil {
+				ps.prober.Stop()
+			}
+		}
+	}
+	live := g.backendSet()
+	var leaving []*balancer.Backend
+	for b := range old.backendSet() {
+		if !live[b] {
+			leaving = append(leaving, b)
+		}
+	}
+	deadline := g.cfg.Timeouts.Shutdown
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, l := range removed {
+			wg.Go(func() {
+				l.srv.Shutdown(ctx)
+				l.handler.CloseTunnels()
+			})
+		}
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for _, ps := range gone {
+			for ps.pool.InFlight() > 0 && ctx.Err() == nil {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+				}
+			}
+			ps.close()
+		}
+		wg.Wait()
+		for _, b := range leaving {
+			b.Conns.Close()
+		}
+	}()
+}
+
+// ReloadFile reads the configuration file being served again and reloads it.
+func (s *Server) ReloadFile(ctx context.Context) error {
+	file := s.gen.Load().cfg.File
+	if file == "" || s.gen.Load().cfg.Dir == "" {
+		return errors.New("no configuration file to reload")
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		s.reloadsRejected.Add(1)
+		s.logger.Error("reload rejected; the running configuration goes on", "err", err)
+		return err
+	}
+	return s.Reload(ctx, cfg)
+}
+
+// ReloadStats returns how many reloads succeeded and how many were rejected.
+func (s *Server) ReloadStats() (ok, rejected uint64) {
+	return s.reloadsOK.Load(), s.reloadsRejected.Load()
+}
+
 // Shutdown stops accepting connections, waits for in-flight requests until
 // ctx is done, then closes every connection and releases the modules. It
 // returns ctx's error when requests had to be cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	ls := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	adm := s.admin
+	s.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.listeners))
-	for i, l := range s.listeners {
+	errs := make([]error, len(ls))
+	for i, l := range ls {
 		wg.Go(func() {
 			errs[i] = l.srv.Shutdown(ctx)
 			l.handler.CloseTunnels()
 		})
 	}
-	if s.admin != nil {
-		s.admin.srv.Close()
+	if adm != nil {
+		adm.srv.Close()
 	}
 	wg.Wait()
+	s.retiring.Wait()
 	s.Close()
 	s.serving.Wait()
 	return errors.Join(errs...)
 }
 
-// Close releases the pools and the Wasm runtime without draining; Shutdown
-// calls it.
+// Close releases the pools, the backends' connections and the Wasm runtime
+// without draining; Shutdown calls it.
 func (s *Server) Close() {
 	s.closed.Do(func() {
 		close(s.stop)
-		for _, p := range s.probers {
-			p.Stop()
+		g := s.gen.Load()
+		for _, ps := range g.pools {
+			ps.close()
 		}
-		for _, e := range s.evals {
-			e.Close()
+		for b := range g.backendSet() {
+			b.Conns.Close()
 		}
-		for _, p := range s.pools {
-			p.Close()
-		}
-		if s.rt != nil {
-			s.rt.Close(context.Background())
-		}
+		s.rt.Close(context.Background())
 	})
 }
 
@@ -333,43 +408,22 @@ func (s *Server) Close() {
 // quarter of the shortest idle timeout, at most once a second.
 func (s *Server) janitor() {
 	defer s.serving.Done()
-	every := time.Second
-	for _, p := range s.cfg.Pools {
-		every = min(every, max(p.IdleConnTimeout/4, 10*time.Millisecond))
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		every := time.Second
+		g := s.gen.Load()
+		for _, ps := range g.pools {
+			every = min(every, max(ps.cfg.IdleConnTimeout/4, 10*time.Millisecond))
+		}
+		t.Reset(every)
 		select {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			for _, p := range s.pools {
-				for _, b := range p.Backends() {
-					b.Conns.CloseIdle(now)
-				}
+			for b := range g.backendSet() {
+				b.Conns.CloseIdle(now)
 			}
 		}
 	}
-}
-
-// Run starts the server and serves until ctx is done, then shuts down with
-// the configured drain deadline.
-func (s *Server) Run(ctx context.Context) error {
-	if err := s.Start(); err != nil {
-		s.Close()
-		return err
-	}
-	<-ctx.Done()
-	s.logger.Info("shutting down", "drain_deadline", s.cfg.Timeouts.Shutdown)
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeouts.Shutdown)
-	defer cancel()
-	start := time.Now()
-	err := s.Shutdown(sctx)
-	if err != nil {
-		s.logger.Warn("drain deadline passed; remaining connections closed", "after", time.Since(start).Round(time.Millisecond))
-	} else {
-		s.logger.Info("drained", "after", time.Since(start).Round(time.Millisecond))
-	}
-	return err
 }
