@@ -1,20 +1,27 @@
-// Package admin is wproxy's admin API: a separate listener (loopback by
-// default) with JSON status. GET /pools shows every pool's members with
-// their health, weights, requests in flight and observed availability, the
-// pool's theoretical availability 1 − Π(1 − aᵢ), and whether it is in panic
-// mode. POST /reload reloads the configuration file (422 with the reason
-// when it is rejected). GET /healthz answers 200 while wproxy serves.
+// Package admin is wproxy's admin API: a separate listener (loopback unless
+// configured otherwise, and then only with a bearer token) answering JSON.
+// GET /pools shows every pool's members with their health, weights,
+// requests in flight and observed availability, the pool's theoretical
+// availability 1 − Π(1 − aᵢ), and whether it is in panic mode; GET /config
+// the configuration in force without its secrets; GET /modules the modules
+// loaded; GET /metrics the Prometheus metrics. POST /reload reloads the
+// configuration file (422 with the reason when it is rejected). GET
+// /healthz answers 200 while wproxy serves.
 package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wproxy/wproxy/core/balancer"
+	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/health"
 )
 
@@ -22,30 +29,82 @@ import (
 type Source interface {
 	// Pools returns the pools by name.
 	Pools() map[string]*balancer.Pool
+	// Config returns the configuration being served.
+	Config() *config.Config
+	// Modules describes the modules loaded.
+	Modules() []Module
+	// Metrics serves /metrics.
+	Metrics() http.Handler
 	// ReloadFile reads the configuration file again and reloads it, or
 	// changes nothing and says why.
 	ReloadFile(ctx context.Context) error
 }
 
-// Handler serves the admin API for src.
+// Module is one module in GET /modules.
+type Module struct {
+	// Name is the module's source: a built-in name or its file's path.
+	Name string `json:"name"`
+	// Kind is "balancer" or "health".
+	Kind string `json:"kind"`
+	// ABI is the ABI version the module speaks, such as wproxy_lb_v1.
+	ABI string `json:"abi"`
+	// Digest is the hex SHA-256 of the module's bytes.
+	Digest string `json:"digest"`
+	// Pool is the pool that runs it.
+	Pool string `json:"pool"`
+	// Instances is how many instances are alive now.
+	Instances int `json:"instances"`
+	// Calls and Failures count its calls and the calls that failed.
+	Calls    uint64 `json:"calls"`
+	Failures uint64 `json:"failures"`
+}
+
+// Handler serves the admin API for src. When the configuration in force has
+// an admin token, every request but GET /healthz must carry it.
 func Handler(src Source, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pools", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, PoolsStatus(src.Pools(), time.Now()))
 	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, EffectiveConfig(src.Config()))
+	})
+	mux.HandleFunc("GET /modules", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, src.Modules())
+	})
+	mux.Handle("GET /metrics", src.Metrics())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		// A client that hangs up does not cancel a reload half-way.
 		if err := src.ReloadFile(context.WithoutCancel(r.Context())); err != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnprocessableEntity)
-			json.NewEncoder(w).Encode(map[string]any{"status": "rejected", "error": err.Error()})
+			writeJSONStatus(w, http.StatusUnprocessableEntity, map[string]any{"status": "rejected", "error": err.Error()})
 			return
 		}
 		writeJSON(w, map[string]any{"status": "reloaded"})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := src.Config().Admin.Token
+		if token != "" && !(r.Method == http.MethodGet && r.URL.Path == "/healthz") && !authorized(r, token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wproxy admin"`)
+			writeJSONStatus(w, http.StatusUnauthorized, map[string]any{"error": "this admin API needs Authorization: Bearer TOKEN with the admin.token of the configuration"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// authorized reports whether r carries token as its bearer token; the
+// comparison takes the same time whatever the mismatch.
+func authorized(r *http.Request, token string) bool {
+	auth := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(auth[len(prefix):])), sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // PoolStatus is one pool in GET /pools.
@@ -116,8 +175,11 @@ func PoolsStatus(pools map[string]*balancer.Pool, now time.Time) []PoolStatus {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)

@@ -166,6 +166,7 @@ type Pool struct {
 	logger      *slog.Logger
 	fallback    atomic.Uint64
 	lastLog     atomic.Int64
+	observePick func(time.Duration)
 }
 
 // Options configure a Pool.
@@ -181,6 +182,10 @@ type Options struct {
 	// Health configures how health decides who is balanced over.
 	Health HealthOptions
 	Logger *slog.Logger
+	// ObservePick, when set, is given the duration of one pick in
+	// PickSampleEvery: timing every pick would cost two clock readings
+	// each.
+	ObservePick func(time.Duration)
 }
 
 // NewPool starts the pool's module with policyConfig (JSON) and gives it the
@@ -190,7 +195,8 @@ func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []
 		opts.Logger = slog.Default()
 	}
 	p := &Pool{Name: name, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name), fetchAllow: map[string]bool{},
-		members: backends, hopts: opts.Health.withDefaults(), timers: map[*time.Timer]struct{}{}, lastWeights: ownWeights(backends)}
+		members: backends, hopts: opts.Health.withDefaults(), timers: map[*time.Timer]struct{}{}, lastWeights: ownWeights(backends),
+		observePick: opts.ObservePick}
 	for _, a := range opts.FetchAllow {
 		p.fetchAllow[a] = true
 	}
@@ -264,7 +270,15 @@ func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 		flags |= hostabi.PickHashPresent
 	}
 	seq := p.seq.Add(1) - 1
+	var t0 time.Time
+	sample := seq%PickSampleEvery == 0 && p.observePick != nil
+	if sample {
+		t0 = time.Now()
+	}
 	b, counted, err := p.lb.Pick(hash, seq, rand.Uint64(), flags, (*requestAttrs)(r), lbhost.ClockAt(now))
+	if sample {
+		p.observePick(time.Since(t0))
+	}
 	if err != nil {
 		if errors.Is(err, lbhost.ErrNoEndpoint) {
 			return nil, ErrNoBackend
@@ -281,6 +295,12 @@ func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 	b.requests.Add(1)
 	return b, nil
 }
+
+// PickSampleEvery is how often a pick is timed for ObservePick.
+const PickSampleEvery = 64
+
+// Picks returns how many picks the pool made (module calls).
+func (p *Pool) Picks() uint64 { return p.seq.Load() }
 
 // Done ends the accounting of one request this pool picked for b.
 func (p *Pool) Done(b *Backend) {

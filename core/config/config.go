@@ -11,6 +11,8 @@
 package config
 
 import (
+	"net"
+	"net/netip"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -203,9 +205,36 @@ type Timeouts struct {
 
 // Admin configures the admin API's listener.
 type Admin struct {
-	// Address is host:port of the admin listener; empty: no admin API.
-	// Keep it on loopback. Default: none.
+	// Address is host:port of the admin listener; empty: no admin API. An
+	// empty host (":9901") means 127.0.0.1. Default: none.
 	Address string `yaml:"address"`
+	// Token is the bearer token every admin request but GET /healthz must
+	// carry (Authorization: Bearer TOKEN). Required, at least 16
+	// characters, when Address is not a loopback address. Default: none.
+	Token string `yaml:"token"`
+}
+
+// ListenAddress returns the address the admin listener binds: Address,
+// with 127.0.0.1 for an empty host.
+func (a Admin) ListenAddress() string {
+	host, port, err := net.SplitHostPort(a.Address)
+	if err != nil || host != "" {
+		return a.Address
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// Loopback reports whether the admin listener binds a loopback address.
+func (a Admin) Loopback() bool {
+	host, _, err := net.SplitHostPort(a.ListenAddress())
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Wasm configures the WebAssembly runtime.

@@ -245,7 +245,10 @@ func (c *Config) applyDefaults() {
 			}
 			setDefault(&a.Interval, DefaultHealthInterval)
 			setInt(&a.Jitter, DefaultHealthJitter)
-			setDefault(&a.Timeout, DefaultHealthTimeout)
+			if a.Timeout == 0 && a.Interval > 0 {
+				// A short interval shortens the default timeout with it.
+				a.Timeout = min(DefaultHealthTimeout, a.Interval/2)
+			}
 			if len(a.ExpectedStatuses) == 0 {
 				a.ExpectedStatuses = []int{200}
 			}
@@ -505,7 +508,12 @@ func (v *validator) validate() {
 	if a := c.Admin.Address; a != "" {
 		if err := checkListenAddress(a); err != nil {
 			v.errorf([]any{"admin", "address"}, "%q: %v", a, err)
+		} else if !c.Admin.Loopback() && c.Admin.Token == "" {
+			v.errorf([]any{"admin", "address"}, "%q is not a loopback address: set admin.token, which admin requests must then carry as Authorization: Bearer TOKEN", a)
 		}
+	}
+	if t := c.Admin.Token; t != "" && len(t) < 16 {
+		v.errorf([]any{"admin", "token"}, "too short (%d characters): use at least 16", len(t))
 	}
 	if m := c.Wasm.MaxMemoryMB; m < 1 || m > 4096 {
 		v.errorf([]any{"wasm", "max_memory_mb"}, "%d is out of range 1 to 4096", m)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wproxy/wproxy/hostabi/healthhost"
@@ -35,6 +36,8 @@ type ProbeConfig struct {
 	// Evaluator judges probes; nil applies the built-in rule (expected
 	// status: healthy; anything else: unhealthy).
 	Evaluator *healthhost.Evaluator
+	// ObserveEval, when set, is given the duration of every evaluation.
+	ObserveEval func(time.Duration)
 }
 
 // Prober runs one probe loop per backend of a pool: one probe per backend
@@ -46,6 +49,8 @@ type Prober struct {
 	onChange func()
 	logger   *slog.Logger
 	client   *http.Client
+
+	evals, evalFailures atomic.Uint64
 
 	mu      sync.Mutex
 	loops   map[string]context.CancelFunc // by address
@@ -143,6 +148,12 @@ func (p *Prober) next() time.Duration {
 	return d
 }
 
+// EvalStats returns how many probes the evaluator judged and how many of
+// those failed (the built-in rule judged them instead).
+func (p *Prober) EvalStats() (calls, failures uint64) {
+	return p.evals.Load(), p.evalFailures.Load()
+}
+
 // ProbeOnce probes t now and applies the verdict.
 func (p *Prober) ProbeOnce(ctx context.Context, t Target) {
 	probe := p.probe(ctx, t.Addr())
@@ -165,7 +176,12 @@ func (p *Prober) ProbeOnce(ctx context.Context, t Target) {
 
 func (p *Prober) judge(probe *wire.Probe) (State, string) {
 	if p.cfg.Evaluator != nil {
+		p.evals.Add(1)
+		t0 := time.Now()
 		v, err := p.cfg.Evaluator.Evaluate(probe)
+		if p.cfg.ObserveEval != nil {
+			p.cfg.ObserveEval(time.Since(t0))
+		}
 		if err == nil {
 			switch v {
 			case healthhost.Healthy:
@@ -175,6 +191,7 @@ func (p *Prober) judge(probe *wire.Probe) (State, string) {
 			}
 			return Down, "evaluator"
 		}
+		p.evalFailures.Add(1)
 		p.logger.Warn("health evaluator failed; the built-in rule judged the probe", "err", err)
 	}
 	if probe.Status != 0 && probe.Expected {

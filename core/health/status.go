@@ -49,6 +49,7 @@ type Status struct {
 	state        atomic.Uint32 // State from active checks
 	failures     atomic.Int32  // passive failures in a row
 	ejectedUntil atomic.Int64  // Unix ns; 0 when not ejected
+	ejectedTotal atomic.Uint64 // ejections since it was created
 
 	mu        sync.Mutex // the fields below, changed by probes and ejections
 	streak    int        // consecutive probe verdicts agreeing, + for up, - for down
@@ -155,12 +156,16 @@ func (s *Status) Eject(cause string, r Rules, now time.Time) time.Time {
 		d = r.MaxEjection
 	}
 	s.ejections++
+	s.ejectedTotal.Add(1)
 	s.failures.Store(0)
 	until := now.Add(d)
 	s.ejectedUntil.Store(until.UnixNano())
 	s.lastCause = cause
 	return until
 }
+
+// Ejections returns how many times the backend was ejected.
+func (s *Status) Ejections() uint64 { return s.ejectedTotal.Load() }
 
 // Readmit ends an expired ejection's bookkeeping; the ejection count stays,
 // so that a backend that fails again is out for longer. It reports whether

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/wproxy/wproxy/core/balancer"
+	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/core/upstream"
 )
 
@@ -38,6 +39,8 @@ type Timeouts struct {
 type Table struct {
 	Router   *Router
 	Timeouts Timeouts
+	// NoRoute counts the requests no route matched; nil counts nothing.
+	NoRoute *metrics.Series
 }
 
 // Handler proxies requests. Create it with New.
@@ -65,21 +68,34 @@ func (h *Handler) SetTable(t *Table) { h.table.Store(t) }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// One reading of the clock serves the pick's figures, the pool's idle
+	// bookkeeping, the response header deadline and the request's metrics.
+	now := time.Now()
 	tab := h.table.Load()
 	route := tab.Router.Match(r.Host, r.URL.Path)
 	if route == nil {
-		h.fail(w, r, http.StatusNotFound, nil, "no route for host %q and path %q", r.Host, r.URL.Path)
+		status := h.fail(w, r, http.StatusNotFound, nil, "no route for host %q and path %q", r.Host, r.URL.Path)
+		tab.NoRoute.Observe(status, time.Since(now))
 		return
 	}
-	// One reading of the clock serves the pick's figures, the pool's idle
-	// bookkeeping and the response header deadline.
-	now := time.Now()
 	b, err := route.Pool.Pick(r, now)
 	if err != nil {
-		h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
+		status := h.fail(w, r, http.StatusServiceUnavailable, nil, "pool %s: %v", route.Pool.Name, err)
+		route.Series.For(nil).Observe(status, time.Since(now))
 		return
 	}
-	h.forward(w, r, &tab.Timeouts, route.Pool, b, now)
+	var o outcome
+	// Deferred, so that a response cut short (the handler panics with
+	// http.ErrAbortHandler) is counted too.
+	defer func() { route.Series.For(o.backend).Observe(o.status, time.Since(now)) }()
+	h.forward(w, r, &tab.Timeouts, route.Pool, b, now, &o)
+}
+
+// outcome is what became of a request: the status it was answered with (0:
+// none, the client left) and the backend that answered.
+type outcome struct {
+	status  int
+	backend *balancer.Backend
 }
 
 // aLongTimeAgo is a deadline that makes pending I/O return at once.
@@ -88,8 +104,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // forward sends the request to b and relays the answer. Outcomes feed the
 // pool's passive checks. An idempotent request without a body that b did not
 // answer at all (refused, reset, closed before a byte of response) goes once
-// to another backend. forward ends b's accounting (Done).
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, pool *balancer.Pool, b *balancer.Backend, now time.Time) {
+// to another backend. forward ends b's accounting (Done) and says in o what
+// became of the request.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, pool *balancer.Pool, b *balancer.Backend, now time.Time, o *outcome) {
 	defer func() { pool.Done(b) }() // b changes on a retry
 	ctx := r.Context()
 	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
@@ -100,12 +117,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, 
 		defer rc.SetReadDeadline(time.Time{})
 	}
 	for retried := false; ; retried = true {
+		o.backend = b
 		conn, resp, err, dialed := h.exchange(ctx, tm, &req, b, now, hasBody, w.Header())
 		if err == nil {
 			pool.Report(b, resp.StatusCode < 500 || !pool.Count5xx(), "")
 			b.ObserveLatency(time.Since(now))
+			o.status = resp.StatusCode
 			if resp.StatusCode == http.StatusSwitchingProtocols {
-				h.tunnel(w, r, b, conn)
+				o.status = h.tunnel(w, r, b, conn)
 				return
 			}
 			h.relay(w, r, b, conn, resp, now)
@@ -116,7 +135,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, 
 		switch {
 		case errors.As(err, &cbe):
 			if isTimeout(cbe.Err) {
-				h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", tm.ClientBody)
+				o.status = h.fail(w, r, http.StatusRequestTimeout, nil, "the client paused sending the body for longer than %s", tm.ClientBody)
 			}
 			// Otherwise the client is gone or sent a broken body: there
 			// is nobody to answer, and nothing to hold against b.
@@ -135,9 +154,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, 
 			}
 		}
 		if dialed {
-			h.failUpstream(w, r, tm, b, err)
+			o.status = h.failUpstream(w, r, tm, b, err)
 		} else {
-			h.failDial(w, r, b, err)
+			o.status = h.failDial(w, r, b, err)
 		}
 		return
 	}
@@ -288,33 +307,33 @@ func forwardedFor(r *http.Request) string {
 	return strings.Join(prior, ", ") + ", " + ip
 }
 
-func (h *Handler) failDial(w http.ResponseWriter, r *http.Request, b *balancer.Backend, err error) {
+func (h *Handler) failDial(w http.ResponseWriter, r *http.Request, b *balancer.Backend, err error) int {
 	if isTimeout(err) {
-		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s: connect timed out", b.Address)
-		return
+		return h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s: connect timed out", b.Address)
 	}
-	h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
+	return h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
 }
 
-func (h *Handler) failUpstream(w http.ResponseWriter, r *http.Request, tm *Timeouts, b *balancer.Backend, err error) {
+// failUpstream answers for a backend that failed, and returns the status
+// (0 when the client is gone and nobody reads the answer).
+func (h *Handler) failUpstream(w http.ResponseWriter, r *http.Request, tm *Timeouts, b *balancer.Backend, err error) int {
 	var pe *upstream.ProtocolError
 	switch {
 	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
+		return 0
 	case isTimeout(err):
-		h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s did not respond within %s", b.Address, tm.ResponseHeader)
+		return h.fail(w, r, http.StatusGatewayTimeout, err, "backend %s did not respond within %s", b.Address, tm.ResponseHeader)
 	case errors.As(err, &pe):
-		h.fail(w, r, http.StatusBadGateway, err, "backend %s sent an invalid response: %v", b.Address, pe)
+		return h.fail(w, r, http.StatusBadGateway, err, "backend %s sent an invalid response: %v", b.Address, pe)
 	case upstream.IsNoResponse(err) || isReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
-		h.fail(w, r, http.StatusBadGateway, err, "backend %s closed the connection before responding", b.Address)
-	default:
-		h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
+		return h.fail(w, r, http.StatusBadGateway, err, "backend %s closed the connection before responding", b.Address)
 	}
+	return h.fail(w, r, http.StatusBadGateway, err, "backend %s: %v", b.Address, err)
 }
 
 // fail answers with status and a one-line reason, and logs it (at most one
-// line a second, with a count of the lines left out).
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, cause error, format string, args ...any) {
+// line a second, with a count of the lines left out). It returns status.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, cause error, format string, args ...any) int {
 	msg := fmt.Sprintf(format, args...)
 	hdr := w.Header()
 	clear(hdr)
@@ -327,6 +346,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, cause
 		level = slog.LevelDebug
 	}
 	h.logf(level, msg, "status", status, "method", r.Method, "host", r.Host, "path", r.URL.Path)
+	return status
 }
 
 func (h *Handler) logf(level slog.Level, msg string, args ...any) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/wproxy/wproxy/core/balancer"
+	"github.com/wproxy/wproxy/core/metrics"
 )
 
 // Route sends matching requests to a pool.
@@ -14,6 +15,8 @@ type Route struct {
 	// PathPrefix matches paths that start with it.
 	PathPrefix string
 	Pool       *balancer.Pool
+	// Series counts the route's requests; nil counts nothing.
+	Series *metrics.RouteSeries
 }
 
 // Router finds the route of a request. It is immutable and safe for

@@ -15,17 +15,16 @@ import (
 
 // tunnel relays an upgraded connection (101 Switching Protocols, such as a
 // WebSocket) byte for byte until either side closes.
-func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, b *balancer.Backend, conn *upstream.Conn) {
+func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, b *balancer.Backend, conn *upstream.Conn) int {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		conn.Close()
-		h.fail(w, r, http.StatusBadGateway, nil, "backend %s switched protocols, which this listener cannot relay", b.Address)
-		return
+		return h.fail(w, r, http.StatusBadGateway, nil, "backend %s switched protocols, which this listener cannot relay", b.Address)
 	}
 	client, brw, err := hj.Hijack()
 	if err != nil {
 		conn.Close()
-		return
+		return 0
 	}
 	defer conn.Close()
 	defer client.Close()
@@ -37,7 +36,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, b *balancer.Bac
 	w.Header().Write(brw)
 	brw.WriteString("\r\n")
 	if err := brw.Flush(); err != nil {
-		return
+		return 0 // the client is gone
 	}
 	up := conn.NetConn()
 	done := make(chan struct{})
@@ -51,6 +50,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request, b *balancer.Bac
 	copyHalf(client, conn.Reader())
 	<-done
 	h.logger.Debug("tunnel closed", "backend", b.Address, "path", r.URL.Path)
+	return http.StatusSwitchingProtocols
 }
 
 // copyHalf copies one direction and then closes the writing side of dst, so

@@ -10,6 +10,7 @@ import (
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/health"
+	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/core/proxy"
 	"github.com/wproxy/wproxy/core/upstream"
 	"github.com/wproxy/wproxy/hostabi/healthhost"
@@ -30,6 +31,7 @@ type poolState struct {
 	cfg        *config.Pool
 	digest     [32]byte // the policy module's bytes
 	evalDigest [32]byte // the evaluator's, when there are active checks
+	evalSource string   // the evaluator's name or file
 	connect    time.Duration
 	pool       *balancer.Pool
 	prober     *health.Prober
@@ -46,15 +48,20 @@ func (g *generation) poolMap() map[string]*balancer.Pool {
 }
 
 // table returns the routes and timeouts of a listener of the generation.
-func (g *generation) table(l config.Listener) *proxy.Table {
+func (g *generation) table(l config.Listener, m *metrics.Metrics) *proxy.Table {
 	routes := make([]proxy.Route, len(l.Routes))
 	for i, r := range l.Routes {
-		routes[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: g.pools[r.Pool].pool}
+		routes[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: g.pools[r.Pool].pool,
+			Series: m.Route(l.Name, metrics.RouteLabel(r.Host, r.PathPrefix), r.Pool)}
 	}
-	return &proxy.Table{Router: proxy.NewRouter(routes), Timeouts: proxy.Timeouts{
-		ResponseHeader: g.cfg.Timeouts.ResponseHeader,
-		ClientBody:     g.cfg.Timeouts.ClientBody,
-	}}
+	return &proxy.Table{
+		Router:  proxy.NewRouter(routes),
+		NoRoute: m.Series(metrics.SeriesKey{Listener: l.Name}),
+		Timeouts: proxy.Timeouts{
+			ResponseHeader: g.cfg.Timeouts.ResponseHeader,
+			ClientBody:     g.cfg.Timeouts.ClientBody,
+		},
+	}
 }
 
 // backends returns every backend of the generation by address and pool.
@@ -114,6 +121,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 			return nil, err
 		}
 		ps.evalDigest = sha256.Sum256(evalWasm)
+		ps.evalSource = evalSource
 	}
 	if prev != nil && prev.digest == ps.digest && prev.evalDigest == ps.evalDigest && prev.connect == ps.connect && reflect.DeepEqual(prev.cfg, pc) {
 		return prev, nil // unchanged: reuse it whole
@@ -163,6 +171,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 	}
 	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{
 		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger,
+		ObservePick: s.metrics.CallObserver(metrics.ModuleKey{Pool: name, Module: source, Kind: metrics.KindBalancer}),
 		Health: balancer.HealthOptions{
 			Rules:           rules,
 			PanicThreshold:  float64(h.PanicThreshold) / 100,
@@ -204,6 +213,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 			Path: a.Path, Interval: a.Interval, Jitter: float64(a.Jitter) / 100, Timeout: a.Timeout,
 			Expected: a.ExpectedStatuses, Headers: a.Headers, BodyBytes: a.BodyBytes,
 			Rules: rules, Evaluator: eval,
+			ObserveEval: s.metrics.CallObserver(metrics.ModuleKey{Pool: name, Module: evalSource, Kind: metrics.KindHealth}),
 		}, func() []health.Target {
 			ms := pool.Members()
 			ts := make([]health.Target, len(ms))

@@ -25,15 +25,17 @@ import (
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/http1"
+	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/core/proxy"
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
 )
 
 // Server is a running proxy.
 type Server struct {
-	logger *slog.Logger
-	rt     *wasmhost.Runtime
-	gen    atomic.Pointer[generation]
+	logger  *slog.Logger
+	rt      *wasmhost.Runtime
+	gen     atomic.Pointer[generation]
+	metrics *metrics.Metrics
 
 	mu        sync.Mutex           // Start, Reload, Shutdown
 	listeners map[string]*listener // by address
@@ -45,6 +47,7 @@ type Server struct {
 	closed    sync.Once
 
 	reloadsOK, reloadsRejected atomic.Uint64
+	lastReloadFailed           atomic.Bool
 }
 
 type listener struct {
@@ -62,6 +65,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 		logger = slog.Default()
 	}
 	s := &Server{logger: logger, listeners: map[string]*listener{}, stop: make(chan struct{})}
+	s.metrics = metrics.New(s.snapshot)
 	cacheDir := cfg.Wasm.CacheDir
 	if cacheDir == "off" {
 		cacheDir = ""
@@ -88,7 +92,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 }
 
 func (s *Server) newListener(g *generation, l config.Listener) *listener {
-	h := proxy.New(g.table(l), s.logger.With("listener", l.Name))
+	h := proxy.New(g.table(l, s.metrics), s.logger.With("listener", l.Name))
 	return &listener{name: l.Name, addr: l.Address, handler: h, srv: &http1.Server{
 		Handler:           h,
 		ReadHeaderTimeout: g.cfg.Timeouts.ClientHeader,
@@ -147,7 +151,7 @@ func (s *Server) Start() error {
 		l.ln = ln
 		bound = append(bound, l)
 	}
-	if a := cfg.Admin.Address; a != "" {
+	if a := cfg.Admin.ListenAddress(); a != "" {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			return fail(cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "admin", "address"))
@@ -210,10 +214,12 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
 	err := s.reload(ctx, cfg)
 	if err != nil {
 		s.reloadsRejected.Add(1)
+		s.lastReloadFailed.Store(true)
 		s.logger.Error("reload rejected; the running configuration goes on", "err", err)
 		return err
 	}
 	s.reloadsOK.Add(1)
+	s.lastReloadFailed.Store(false)
 	s.logger.Info("reloaded", "config", cfg.File)
 	return nil
 }
@@ -258,7 +264,7 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 		kept[lc.Address] = true
 		if l, ok := s.listeners[lc.Address]; ok {
 			l.name = lc.Name
-			l.handler.SetTable(g.table(lc))
+			l.handler.SetTable(g.table(lc, s.metrics))
 		}
 	}
 	var removed []*listener
@@ -281,6 +287,7 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 			}
 		}
 	}
+	s.retainMetrics(g)
 	s.retire(old, g, removed)
 	return nil
 }
@@ -346,6 +353,7 @@ func (s *Server) ReloadFile(ctx context.Context) error {
 	cfg, err := config.Load(file)
 	if err != nil {
 		s.reloadsRejected.Add(1)
+		s.lastReloadFailed.Store(true)
 		s.logger.Error("reload rejected; the running configuration goes on", "err", err)
 		return err
 	}
