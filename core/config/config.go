@@ -27,6 +27,8 @@ type Config struct {
 	Pools map[string]*Pool `yaml:"pools"`
 	// Timeouts apply to every listener and pool.
 	Timeouts Timeouts `yaml:"timeouts"`
+	// Limits protect every listener from overload and bad clients.
+	Limits Limits `yaml:"limits"`
 	// Wasm configures the WebAssembly runtime that runs the modules.
 	Wasm Wasm `yaml:"wasm"`
 	// Admin configures the admin API.
@@ -203,6 +205,21 @@ type Timeouts struct {
 	Shutdown time.Duration `yaml:"shutdown"`
 }
 
+// Limits bound what a client may hold or send, on every listener.
+type Limits struct {
+	// MaxConnections bounds the client connections a listener holds at
+	// once; beyond it the listener stops accepting until one closes (new
+	// connections wait in the kernel's backlog). Default 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxHeaderBytes bounds a request's line and header; a bigger one is
+	// answered 431. Default 65536 (64 KiB), 1024 to 16 MiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxRequestLineBytes bounds the request line (method, target,
+	// version); a longer one is answered 414. Default 8192, 256 to
+	// MaxHeaderBytes.
+	MaxRequestLineBytes int `yaml:"max_request_line_bytes"`
+}
+
 // Admin configures the admin API's listener.
 type Admin struct {
 	// Address is host:port of the admin listener; empty: no admin API. An
@@ -250,6 +267,10 @@ type Wasm struct {
 
 // Defaults.
 const (
+	DefaultMaxConnections      = 10000
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultMaxRequestLineBytes = 8 << 10
+
 	DefaultPolicy          = "round_robin"
 	DefaultWeight          = 1
 	MaxWeight              = 1_000_000

@@ -55,6 +55,9 @@ func TestParseGood(t *testing.T) {
 	if c.Timeouts.Connect != 2*time.Second || c.Timeouts.ResponseHeader != DefaultResponseHeader {
 		t.Errorf("timeouts %+v", c.Timeouts)
 	}
+	if c.Limits != (Limits{MaxConnections: 10000, MaxHeaderBytes: 65536, MaxRequestLineBytes: 8192}) {
+		t.Errorf("limits %+v", c.Limits)
+	}
 	if string(api.PolicyConfigJSON()) != "{}" {
 		t.Errorf("policy config %s", api.PolicyConfigJSON())
 	}
@@ -80,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		want      string
 		wantExtra string
 	}{
-		{"unknown top field", "timeouts:", "timeoutz:", `c.yaml:23: unknown field "timeoutz" in the top level`, "known fields: listeners, pools, timeouts, wasm"},
+		{"unknown top field", "timeouts:", "timeoutz:", `c.yaml:23: unknown field "timeoutz" in the top level`, "known fields: listeners, pools, timeouts, limits, wasm"},
 		{"unknown pool field", "    policy: round_robin", "    polcy: round_robin", `c.yaml:12: unknown field "polcy" in a pool`, "policy"},
 		{"unknown backend field", "        zone: a", "        zome: a", `c.yaml:17: unknown field "zome" in a backend`, ""},
 		{"bad address", "address: 10.0.0.1:80", "address: 10.0.0.1", `c.yaml:15: pools.api.backends[0].address: "10.0.0.1": not host:port`, ""},
@@ -98,6 +101,9 @@ func TestParseErrors(t *testing.T) {
 		{"path prefix", "path_prefix: /v1", "path_prefix: v1", `c.yaml:7: listeners[0].routes[0].path_prefix: "v1" must start with /`, ""},
 		{"route host with port", "host: api.example.com", "host: api.example.com:80", `c.yaml:6: listeners[0].routes[0].host`, "no port"},
 		{"bad pool name", "  web:", "  Web:", `pools.Web: "Web" is not a valid pool name`, ""},
+		{"no connections", "timeouts:", "limits: {max_connections: -1}\ntimeouts:", `c.yaml:23: limits.max_connections: -1 is out of range 1 to 1000000`, ""},
+		{"tiny header limit", "timeouts:", "limits: {max_header_bytes: 100}\ntimeouts:", `c.yaml:23: limits.max_header_bytes: 100 is out of range 1024`, ""},
+		{"request line above header", "timeouts:", "limits: {max_header_bytes: 4096, max_request_line_bytes: 8192}\ntimeouts:", `c.yaml:23: limits.max_request_line_bytes: 8192 is out of range 256 to max_header_bytes (4096)`, ""},
 		{"duplicate backend", "backend.internal:80", "10.0.0.1:80", `c.yaml:19: pools.api.backends[1].address: backend 10.0.0.1:80 is listed as backends[0] too`, ""},
 		{"policy not wasm", "policy: round_robin", "policy: ./mine.so", `pools.api.policy: "./mine.so": a module file must end in .wasm`, ""},
 		{"policy_config not mapping", "    policy: round_robin", "    policy: round_robin\n    policy_config: [1, 2]", `pools.api.policy_config: policy_config must be a mapping`, ""},

@@ -127,13 +127,13 @@ var (
 	cannotDecode  = regexp.MustCompile(`^cannot unmarshal (\S+) (.*) into (\S+)$`)
 	typeNameWords = map[string]string{
 		"Config": "the top level", "Listener": "a listener", "Route": "a route", "Pool": "a pool",
-		"Backend": "a backend", "Timeouts": "timeouts", "Wasm": "wasm", "Admin": "admin",
+		"Backend": "a backend", "Timeouts": "timeouts", "Limits": "limits", "Wasm": "wasm", "Admin": "admin",
 		"Health": "health", "ActiveHealth": "active health checks", "PassiveHealth": "passive health checks",
 	}
 	typeByName = map[string]reflect.Type{
 		"Config": reflect.TypeFor[Config](), "Listener": reflect.TypeFor[Listener](), "Route": reflect.TypeFor[Route](),
 		"Pool": reflect.TypeFor[Pool](), "Backend": reflect.TypeFor[Backend](), "Timeouts": reflect.TypeFor[Timeouts](),
-		"Wasm": reflect.TypeFor[Wasm](), "Admin": reflect.TypeFor[Admin](), "Health": reflect.TypeFor[Health](),
+		"Limits": reflect.TypeFor[Limits](), "Wasm": reflect.TypeFor[Wasm](), "Admin": reflect.TypeFor[Admin](), "Health": reflect.TypeFor[Health](),
 		"ActiveHealth": reflect.TypeFor[ActiveHealth](), "PassiveHealth": reflect.TypeFor[PassiveHealth](),
 	}
 )
@@ -272,6 +272,10 @@ func (c *Config) applyDefaults() {
 	setDefault(&t.ClientBody, DefaultClientBody)
 	setDefault(&t.ClientIdle, DefaultClientIdle)
 	setDefault(&t.Shutdown, DefaultShutdown)
+	lim := &c.Limits
+	setInt(&lim.MaxConnections, DefaultMaxConnections)
+	setInt(&lim.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setInt(&lim.MaxRequestLineBytes, min(DefaultMaxRequestLineBytes, lim.MaxHeaderBytes))
 	if c.Wasm.MaxMemoryMB == 0 {
 		c.Wasm.MaxMemoryMB = DefaultMaxMemoryMB
 	}
@@ -504,6 +508,15 @@ func (v *validator) validate() {
 		if t.d < 0 {
 			v.errorf([]any{"timeouts", t.name}, "%s is negative", t.d)
 		}
+	}
+	if n := c.Limits.MaxConnections; n < 1 || n > 1_000_000 {
+		v.errorf([]any{"limits", "max_connections"}, "%d is out of range 1 to 1000000", n)
+	}
+	if n := c.Limits.MaxHeaderBytes; n < 1024 || n > 16<<20 {
+		v.errorf([]any{"limits", "max_header_bytes"}, "%d is out of range 1024 to 16777216", n)
+	}
+	if n := c.Limits.MaxRequestLineBytes; n < 256 || n > c.Limits.MaxHeaderBytes {
+		v.errorf([]any{"limits", "max_request_line_bytes"}, "%d is out of range 256 to max_header_bytes (%d)", n, c.Limits.MaxHeaderBytes)
 	}
 	if a := c.Admin.Address; a != "" {
 		if err := checkListenAddress(a); err != nil {
