@@ -42,6 +42,9 @@ type reqState struct {
 	header http.Header
 	fields []fastField
 	body   fixedBody
+	// headLen is the length of the last request's line and header,
+	// through the blank line.
+	headLen int
 }
 
 // fastRequest parses the buffered request, or reports false having consumed
@@ -54,6 +57,7 @@ func (c *conn) fastRequest() (*http.Request, bool) {
 	}
 	head := buf[:end+2] // through the last field line's CRLF
 	st := &c.rs
+	st.headLen = end + 4
 
 	// Request line: METHOD SP origin-form SP HTTP/1.x CRLF
 	lineEnd := bytes.Index(head, crlf)

@@ -82,8 +82,18 @@ func (w *response) statusLine(code int) {
 	}
 	bw.Write(strconv.AppendInt(w.scratch[:0], int64(code), 10))
 	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(code))
+	bw.WriteString(statusText(code))
 	bw.WriteString("\r\n")
+}
+
+// statusText is the reason phrase of a status code: RFC 9110's for 414,
+// for which net/http keeps RFC 2616's "Request-URI Too Long", and
+// http.StatusText's otherwise.
+func statusText(code int) string {
+	if code == http.StatusRequestURITooLong {
+		return "URI Too Long"
+	}
+	return http.StatusText(code)
 }
 
 func (w *response) writeHeader() {

@@ -11,6 +11,10 @@
 // wait with its upstream timeouts instead, as HAProxy does by default), and
 // there is no HTTP/2 (TLS listeners with HTTP/2 use net/http).
 //
+// A Server bounds what clients can make it hold: header and request line
+// sizes, header and idle timeouts, and the number of connections. The
+// limits can change while it serves (SetLimits), for configuration reloads.
+//
 // A Server is safe for concurrent use; Serve may be called for several
 // listeners.
 package http1
@@ -35,31 +39,125 @@ import (
 )
 
 // DefaultMaxHeaderBytes bounds a request's line and header when the Server
-// sets no limit.
-const DefaultMaxHeaderBytes = 1 << 20
+// sets no limit. It is Envoy's default (60 KiB) rounded up, four times
+// HAProxy's whole buffer and twice nginx's four 8 KiB buffers: room for large
+// cookies and tokens, while a slow client can make the server hold no more
+// than this (plus 4 KiB read ahead) for its request.
+const DefaultMaxHeaderBytes = 64 << 10
+
+// DefaultMaxRequestLineBytes bounds a request line when the Server sets no
+// limit, as nginx (one 8 KiB buffer) and Apache (LimitRequestLine 8190) do.
+const DefaultMaxRequestLineBytes = 8192
 
 // Server serves HTTP/1.x connections.
+//
+// The limit fields (ReadHeaderTimeout through MaxConns) are the limits the
+// server starts with; they are read when the server first needs them and
+// must not change afterwards. SetLimits changes the limits while serving.
 type Server struct {
 	// Handler answers every request.
 	Handler http.Handler
 	// ReadHeaderTimeout bounds reading a request's line and header once
-	// its first byte has arrived. Zero means no limit.
+	// its first byte has arrived: the whole header, however steadily its
+	// bytes come. A client that takes longer is disconnected without an
+	// answer. Zero means no limit.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout bounds the wait for the next request on a keep-alive
 	// connection, and for the first one. Zero means no limit.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds a request's line and header. Default
+	// MaxHeaderBytes bounds a request's line and header (through the
+	// blank line), which are answered 431 Request Header Fields Too Large
+	// beyond it. Reading stops at most 4 KiB past it. Default
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// MaxRequestLineBytes bounds a request line (method, target and
+	// version, without the CRLF), which is answered 414 URI Too Long
+	// beyond it. The line counts toward MaxHeaderBytes as well. Default
+	// DefaultMaxRequestLineBytes.
+	MaxRequestLineBytes int
+	// MaxConns bounds the connections the server holds open. At the limit
+	// Serve stops accepting until one closes, and new connections wait in
+	// the listener's backlog, as with HAProxy's maxconn. A hijacked
+	// connection counts until its handler returns. With Serve running on
+	// several listeners, the count may pass the limit by one for each
+	// listener after the first, as each waits in Accept having found
+	// room. Zero means no limit.
+	MaxConns int
 	// Logger receives handler panics and protocol errors. Default
 	// slog.Default().
 	Logger *slog.Logger
 
+	limits    atomic.Pointer[Limits] // with defaults applied; nil until first needed
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	connFreed chan struct{} // closed when a connection ends or the limits change, for Serve waiting at MaxConns
 	shutdown  atomic.Bool
 	done      chan struct{} // closed by Shutdown or Close
+}
+
+// Limits are the bounds a Server puts on its clients; the Server fields of
+// the same names document them. The zero value of a field means its
+// default.
+type Limits struct {
+	ReadHeaderTimeout   time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
+	MaxRequestLineBytes int
+	MaxConns            int
+}
+
+// withDefaults returns a copy of l with the defaults for its zero fields.
+func (l Limits) withDefaults() *Limits {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxRequestLineBytes <= 0 {
+		l.MaxRequestLineBytes = DefaultMaxRequestLineBytes
+	}
+	return &l
+}
+
+// SetLimits replaces the server's limits while it serves, as a configuration
+// reload does. Connections take the new limits for their next request (one
+// that arrives after the call, on connections idle or not) and for their
+// next wait between requests; a request being read or served keeps the
+// limits it started with. Serve applies MaxConns to its next accept, and
+// one waiting at the limit accepts again at once when the limit is raised.
+// Connections beyond a lowered MaxConns stay open until they end on their
+// own. SetLimits is safe to call concurrently with everything else.
+func (s *Server) SetLimits(l Limits) {
+	s.limits.Store(l.withDefaults())
+	s.mu.Lock()
+	s.wakeAcceptLocked()
+	s.mu.Unlock()
+}
+
+// currentLimits returns the limits in force: those of the last SetLimits, or
+// the Server fields.
+func (s *Server) currentLimits() *Limits {
+	if l := s.limits.Load(); l != nil {
+		return l
+	}
+	l := Limits{
+		ReadHeaderTimeout:   s.ReadHeaderTimeout,
+		IdleTimeout:         s.IdleTimeout,
+		MaxHeaderBytes:      s.MaxHeaderBytes,
+		MaxRequestLineBytes: s.MaxRequestLineBytes,
+		MaxConns:            s.MaxConns,
+	}
+	// Lose to a concurrent SetLimits, whose limits are the newer.
+	s.limits.CompareAndSwap(nil, l.withDefaults())
+	return s.limits.Load()
+}
+
+// Conns returns how many connections the server holds open: idle, reading
+// or serving a request (a hijacked one until its handler returns). It is
+// safe to call concurrently with everything else.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -91,6 +189,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 	var backoff time.Duration
 	for {
+		if !s.waitForRoom() {
+			return ErrServerClosed
+		}
 		nc, err := ln.Accept()
 		if err != nil {
 			if s.shutdown.Load() {
@@ -131,11 +232,43 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (s *Server) maxHeaderBytes() int64 {
-	if s.MaxHeaderBytes > 0 {
-		return int64(s.MaxHeaderBytes)
+// waitForRoom blocks while the server holds MaxConns connections or more,
+// leaving new ones in the listener's backlog, where the kernel holds them at
+// no cost to the server (and refuses them once the backlog is full, which
+// is the client's signal to back off). It reports false when the server
+// shuts down meanwhile.
+func (s *Server) waitForRoom() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.shutdown.Load() {
+			return false
+		}
+		limit := s.currentLimits().MaxConns
+		if limit <= 0 || len(s.conns) < limit {
+			return true
+		}
+		// Sleep until a connection ends or the limits change, each of
+		// which closes connFreed.
+		if s.connFreed == nil {
+			s.connFreed = make(chan struct{})
+		}
+		freed := s.connFreed
+		s.mu.Unlock()
+		select {
+		case <-freed:
+		case <-s.done:
+		}
+		s.mu.Lock()
 	}
-	return DefaultMaxHeaderBytes
+}
+
+// wakeAcceptLocked wakes the Serve calls waiting for room. s.mu is held.
+func (s *Server) wakeAcceptLocked() {
+	if s.connFreed != nil {
+		close(s.connFreed)
+		s.connFreed = nil
+	}
 }
 
 func (s *Server) track(c *conn) bool {
@@ -151,6 +284,7 @@ func (s *Server) track(c *conn) bool {
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.wakeAcceptLocked()
 	s.mu.Unlock()
 }
 
@@ -262,11 +396,15 @@ func newConn(s *Server, nc net.Conn) *conn {
 }
 
 // limitedReader reads from the connection, returning EOF once n bytes have
-// been read when n >= 0: the header size limit.
+// been read when n >= 0: the header size limit. While line.on, it follows the
+// request line through what it reads, and returns EOF once the line is too
+// long. While n >= 0 it keeps the connection's error in err.
 type limitedReader struct {
-	r   io.Reader
-	n   int64
-	hit bool
+	r    io.Reader
+	n    int64
+	hit  bool
+	line lineLimit
+	err  error
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
@@ -277,12 +415,65 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		l.hit = true
 		return 0, io.EOF
 	}
+	if l.line.hit {
+		return 0, io.EOF
+	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
 	}
 	n, err := l.r.Read(p)
 	l.n -= int64(n)
+	if l.line.on {
+		l.line.scan(p[:n])
+	}
+	if err != nil {
+		l.err = err
+	}
 	return n, err
+}
+
+// lineLimit follows a request line as its bytes arrive, so that a line too
+// long is refused when the limit is passed rather than once the line has
+// been read whole: http.ReadRequest reads a line without a bound of its own
+// (only the header size limit below it stops it).
+type lineLimit struct {
+	max  int  // bytes allowed before the CRLF
+	seen int  // bytes of the line so far, none of them '\n'
+	last byte // the last of them
+	on   bool // following a line whose end has not been seen
+	hit  bool // the line is longer than max
+}
+
+// start begins following a request line of which buffered is the beginning.
+func (l *lineLimit) start(limit int, buffered []byte) {
+	*l = lineLimit{max: limit, on: true}
+	l.scan(buffered)
+}
+
+// scan follows the line through p, the next bytes of the request.
+func (l *lineLimit) scan(p []byte) {
+	if !l.on || len(p) == 0 {
+		return
+	}
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		l.seen += len(p)
+		l.last = p[len(p)-1]
+		// A CR at max+1 may yet be the line's end, which does not
+		// count; any other byte there makes the line too long.
+		if l.seen > l.max+1 || l.seen == l.max+1 && l.last != '\r' {
+			l.on, l.hit = false, true
+		}
+		return
+	}
+	n := l.seen + i
+	if i > 0 {
+		l.last = p[i-1]
+	}
+	if n > 0 && l.last == '\r' {
+		n-- // CRLF; net/http also takes a bare LF
+	}
+	l.on, l.hit = false, n > l.max
 }
 
 func (c *conn) serve() {
@@ -300,32 +491,48 @@ func (c *conn) serve() {
 		if c.srv.shutdown.Load() {
 			return
 		}
+		lim := c.srv.currentLimits()
 		// The header size limit counts from the first byte of the request.
-		c.lr.n, c.lr.hit = c.srv.maxHeaderBytes()+4096, false
+		c.lr.n, c.lr.hit, c.lr.err = int64(lim.MaxHeaderBytes)+4096, false, nil
 		if c.br.Buffered() == 0 {
-			if d := c.srv.IdleTimeout; d > 0 {
+			if d := lim.IdleTimeout; d > 0 {
 				// Moving a deadline costs a timer update; under steady
 				// load the one set moments ago is good enough, so the
-				// idle timeout is kept to within a sixteenth.
+				// idle timeout is kept to within a sixteenth. A deadline
+				// further than d away was set for a longer timeout,
+				// before SetLimits lowered it.
 				now := time.Now()
-				if c.readDeadline.Sub(now) < d-d/16 {
-					c.readDeadline = now.Add(d)
-					c.nc.SetReadDeadline(c.readDeadline)
+				if rem := c.readDeadline.Sub(now); rem < d-d/16 || rem > d {
+					c.setReadDeadline(now.Add(d))
 				}
+			} else if !c.readDeadline.IsZero() {
+				// Left by a header deadline, a handler, or an idle
+				// timeout that SetLimits has removed.
+				c.setReadDeadline(time.Time{})
 			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
+			}
+			// The request that ends a long wait takes the limits set
+			// during it.
+			if l := c.srv.currentLimits(); l != lim {
+				c.lr.n = max(c.lr.n+int64(l.MaxHeaderBytes-lim.MaxHeaderBytes), 0)
+				lim = l
 			}
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it while the request arrived
 		}
 		// The whole header is usually in the buffer already; only a slow
-		// client needs its own deadline.
-		if d := c.srv.ReadHeaderTimeout; d > 0 && !headerBuffered(c.br) {
+		// client needs its own deadline. It counts from the first byte and
+		// bounds the whole header, not each read, so that a client sending
+		// a byte at a time cannot hold the connection for long.
+		headerDeadline := false
+		if d := lim.ReadHeaderTimeout; d > 0 && !headerBuffered(c.br) {
 			c.setReadDeadline(time.Now().Add(d))
+			headerDeadline = true
 		}
-		if !c.serveOne() {
+		if !c.serveOne(lim, headerDeadline) {
 			return
 		}
 	}
@@ -339,19 +546,59 @@ func headerBuffered(br *bufio.Reader) bool {
 
 var crlfcrlf = []byte("\r\n\r\n")
 
-// serveOne reads and answers one request; it reports whether the connection
-// can carry another.
-func (c *conn) serveOne() (keepAlive bool) {
+// serveOne reads and answers one request under lim; headerDeadline says
+// that the read deadline is the header's. It reports whether the connection
+// can carry another request.
+func (c *conn) serveOne(lim *Limits, headerDeadline bool) (keepAlive bool) {
 	req, fast := c.fastRequest()
-	if !fast {
+	if fast {
+		// The fast path takes only a header that was already buffered, so
+		// its line was not followed as it arrived.
+		if len(req.Method)+len(req.RequestURI)+len(req.Proto)+2 > lim.MaxRequestLineBytes {
+			c.lr.n = -1
+			c.errorResponse(http.StatusRequestURITooLong, "request line too long")
+			return false
+		}
+		// The limit reader lets a read-ahead past the limit through; the
+		// header's own length is exact.
+		if c.rs.headLen > lim.MaxHeaderBytes {
+			c.lr.n = -1
+			c.errorResponse(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+			return false
+		}
+	} else {
+		buffered := c.br.Buffered()
+		buf, _ := c.br.Peek(buffered)
+		c.lr.line.start(lim.MaxRequestLineBytes, buf)
+		left := c.lr.n
 		var err error
-		if req, err = http.ReadRequest(c.br); err != nil {
+		if !c.lr.line.hit {
+			req, err = http.ReadRequest(c.br)
+		}
+		c.lr.line.on = false
+		if err != nil || c.lr.line.hit {
 			c.lr.n = -1
 			c.requestError(err)
 			return false
 		}
+		// What ReadRequest consumed: what was buffered, plus what it read,
+		// less what is buffered now (the body, or the next request).
+		if head := int64(buffered) + left - c.lr.n - int64(c.br.Buffered()); head > int64(lim.MaxHeaderBytes) {
+			c.lr.n = -1
+			c.errorResponse(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+			return false
+		}
 	}
 	c.lr.n = -1
+	if headerDeadline {
+		// The header deadline is not the body's: the body gets what a
+		// request whose header came at once gets.
+		if d := lim.IdleTimeout; d > 0 {
+			c.setReadDeadline(time.Now().Add(d))
+		} else {
+			c.setReadDeadline(time.Time{})
+		}
+	}
 	if msg := checkRequest(req); msg != "" {
 		c.errorResponse(http.StatusBadRequest, msg)
 		return false
@@ -443,12 +690,19 @@ func checkRequest(req *http.Request) string {
 	return ""
 }
 
+// requestError answers a request that could not be read, if there is
+// anyone to answer; err may be nil when a limit stopped the reading.
 func (c *conn) requestError(err error) {
 	switch {
+	case c.lr.line.hit:
+		c.errorResponse(http.StatusRequestURITooLong, "request line too long")
 	case c.lr.hit:
 		c.errorResponse(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeoutErr(err):
-		// The client went away or stalled: nobody to answer.
+	case c.lr.err != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeoutErr(err):
+		// The client went away or stalled: nobody to answer. It may have
+		// done so in the middle of a line, which bufio.Reader.ReadLine
+		// hands over as if whole (keeping the error for the next read),
+		// so that err is a parse error, not the connection's.
 	case strings.Contains(err.Error(), "unsupported transfer encoding"):
 		c.errorResponse(http.StatusNotImplemented, "unsupported transfer encoding")
 	default:
@@ -470,8 +724,34 @@ func isTimeoutErr(err error) bool {
 func (c *conn) errorResponse(code int, msg string) {
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nDate: %s\r\nContent-Length: %d\r\n\r\n%d %s: %s\n",
-		code, http.StatusText(code), httpDate(), len(fmt.Sprintf("%d %s: %s\n", code, http.StatusText(code), msg)), code, http.StatusText(code), msg)
-	c.bw.Flush()
+		code, statusText(code), httpDate(), len(fmt.Sprintf("%d %s: %s\n", code, statusText(code), msg)), code, statusText(code), msg)
+	if c.bw.Flush() == nil {
+		c.linger()
+	}
+}
+
+// Bounds of the lingering close.
+const (
+	lingerTime  = 500 * time.Millisecond // net/http's rstAvoidanceDelay
+	lingerBytes = 256 << 10
+)
+
+// linger prepares the close of a connection whose client may still be
+// sending: a request refused before it was read whole (an over-long line or
+// header, say). Closing a socket with unread input sends a reset, and a
+// reset can make the client lose the answer before reading it (Windows
+// drops what it received but the application has not read; any stack loses
+// an answer still to be retransmitted). So the answer is followed by a FIN,
+// and the input is read and dropped until the client closes too, for at
+// most lingerTime and lingerBytes, as net/http does after a 431 and nginx
+// (lingering_close) when the client may be sending more.
+func (c *conn) linger() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.setReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c.nc, lingerBytes)
 }
 
 func (c *conn) release() {

@@ -93,12 +93,20 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 
 func (s *Server) newListener(g *generation, l config.Listener) *listener {
 	h := proxy.New(g.table(l, s.metrics), s.logger.With("listener", l.Name))
-	return &listener{name: l.Name, addr: l.Address, handler: h, srv: &http1.Server{
-		Handler:           h,
-		ReadHeaderTimeout: g.cfg.Timeouts.ClientHeader,
-		IdleTimeout:       g.cfg.Timeouts.ClientIdle,
-		Logger:            s.logger.With("listener", l.Name),
-	}}
+	srv := &http1.Server{Handler: h, Logger: s.logger.With("listener", l.Name)}
+	srv.SetLimits(limits(g.cfg))
+	return &listener{name: l.Name, addr: l.Address, handler: h, srv: srv}
+}
+
+// limits are what a listener enforces on its clients.
+func limits(cfg *config.Config) http1.Limits {
+	return http1.Limits{
+		ReadHeaderTimeout:   cfg.Timeouts.ClientHeader,
+		IdleTimeout:         cfg.Timeouts.ClientIdle,
+		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
+		MaxRequestLineBytes: cfg.Limits.MaxRequestLineBytes,
+		MaxConns:            cfg.Limits.MaxConnections,
+	}
 }
 
 // Config returns the configuration being served.
@@ -265,6 +273,7 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 		if l, ok := s.listeners[lc.Address]; ok {
 			l.name = lc.Name
 			l.handler.SetTable(g.table(lc, s.metrics))
+			l.srv.SetLimits(limits(cfg))
 		}
 	}
 	var removed []*listener
