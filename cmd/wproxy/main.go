@@ -129,6 +129,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 func serve(cfg *config.Config, logger *slog.Logger, stderr io.Writer, ready func(*server.Server)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP is caught before the listeners say they are up: its default
+	// action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := server.Build(ctx, cfg, logger)
 	if err != nil {
 		return configError(stderr, err)
@@ -141,9 +146,6 @@ func serve(cfg *config.Config, logger *slog.Logger, stderr io.Writer, ready func
 	if ready != nil {
 		ready(srv)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	// The watch runs always and acts when the configuration in force asks
 	// for it, so that a reload can turn it on or off.
 	watch := time.NewTicker(2 * time.Second)
