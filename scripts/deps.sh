@@ -2,14 +2,15 @@
 # scripts/deps.sh — install what `make test` needs beyond Go; quick when all
 # is there. Run by `make deps`, which `make test` depends on.
 #
-# The tests of this version need nothing but Go: the Wasm modules they load
-# are built from this repository's sources with the Go toolchain, and the
+# The tests need Go and wabt: the Wasm modules they load are built from this
+# repository's sources, Go ones with the Go toolchain and WebAssembly text
+# ones (hostabi's hand-written and hostile modules) with wabt's wat2wasm; the
 # servers they talk to are started by the tests themselves. Tools that later
-# tests need (an etcd server, clang, wabt, ...) are listed in DEBIAN_PACKAGES
-# and NPM_PACKAGES as they arrive.
+# tests need (an etcd server, clang, ...) are listed in DEBIAN_PACKAGES and
+# NPM_PACKAGES as they arrive.
 set -euo pipefail
 
-DEBIAN_PACKAGES=()
+DEBIAN_PACKAGES=(wabt)
 NPM_PACKAGES=()
 
 need_go="1.26"

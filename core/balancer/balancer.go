@@ -176,6 +176,9 @@ type Options struct {
 	// MaxInstances bounds the module instances that run at once; default
 	// GOMAXPROCS.
 	MaxInstances int
+	// PickBudget bounds a pick (lbhost.DefaultPickBudget when zero): a pick
+	// still running then is abandoned and the fallback answers.
+	PickBudget time.Duration
 	// FetchAllow lists host:port destinations the module may fetch from,
 	// beyond the pool's own backends.
 	FetchAllow []string
@@ -205,7 +208,7 @@ func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []
 		return nil, err
 	}
 	lb, err := lbhost.New(mod, policyConfig, set, lbhost.Options{
-		Name: name, MaxInstances: opts.MaxInstances, Logger: opts.Logger,
+		Name: name, MaxInstances: opts.MaxInstances, Logger: opts.Logger, PickBudget: opts.PickBudget,
 		PoolInFlight: p.inflight.Load,
 		FetchAllowed: p.fetchAllowed,
 	})

@@ -263,6 +263,15 @@ type Wasm struct {
 	// MaxMemoryMB caps each module instance's memory, in MiB (1 to 4096).
 	// Default 64.
 	MaxMemoryMB int `yaml:"max_memory_mb"`
+	// PickBudget bounds each balancing decision of a module: a pick still
+	// running then is abandoned and the pool's fallback (round robin)
+	// answers. Default 20ms.
+	PickBudget time.Duration `yaml:"pick_budget"`
+	// CallBudget bounds every other call into a module (endpoint updates,
+	// timers, health evaluations). Default 1s.
+	CallBudget time.Duration `yaml:"call_budget"`
+	// InitBudget bounds a module instance's start and init. Default 5s.
+	InitBudget time.Duration `yaml:"init_budget"`
 }
 
 // Defaults.
@@ -283,6 +292,10 @@ const (
 	DefaultClientIdle      = 120 * time.Second
 	DefaultShutdown        = 30 * time.Second
 	DefaultMaxMemoryMB     = 64
+	DefaultPickBudget      = 20 * time.Millisecond
+	DefaultCallBudget      = time.Second
+	DefaultInitBudget      = 5 * time.Second
+	MaxBudget              = time.Minute
 
 	DefaultPanicThreshold      = 50
 	DefaultDegradedWeight      = 25

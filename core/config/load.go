@@ -279,6 +279,9 @@ func (c *Config) applyDefaults() {
 	if c.Wasm.MaxMemoryMB == 0 {
 		c.Wasm.MaxMemoryMB = DefaultMaxMemoryMB
 	}
+	setDefault(&c.Wasm.PickBudget, DefaultPickBudget)
+	setDefault(&c.Wasm.CallBudget, DefaultCallBudget)
+	setDefault(&c.Wasm.InitBudget, DefaultInitBudget)
 	if c.Wasm.CacheDir == "" {
 		if dir, err := os.UserCacheDir(); err == nil {
 			c.Wasm.CacheDir = filepath.Join(dir, "wproxy", "wasm")
@@ -530,6 +533,14 @@ func (v *validator) validate() {
 	}
 	if m := c.Wasm.MaxMemoryMB; m < 1 || m > 4096 {
 		v.errorf([]any{"wasm", "max_memory_mb"}, "%d is out of range 1 to 4096", m)
+	}
+	for _, b := range []struct {
+		field string
+		d     time.Duration
+	}{{"pick_budget", c.Wasm.PickBudget}, {"call_budget", c.Wasm.CallBudget}, {"init_budget", c.Wasm.InitBudget}} {
+		if b.d < time.Millisecond || b.d > MaxBudget {
+			v.errorf([]any{"wasm", b.field}, "%s is out of range 1ms to %s", b.d, MaxBudget)
+		}
 	}
 }
 

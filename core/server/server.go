@@ -73,6 +73,8 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 	rt, err := wasmhost.New(ctx, wasmhost.Config{
 		CacheDir:         cacheDir,
 		MemoryLimitPages: uint32(cfg.Wasm.MaxMemoryMB) * 16, // 16 pages of 64 KiB a MiB
+		CallBudget:       cfg.Wasm.CallBudget,
+		InitBudget:       cfg.Wasm.InitBudget,
 		Logger:           logger,
 	})
 	if err != nil {

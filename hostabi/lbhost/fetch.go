@@ -243,7 +243,7 @@ func hostTimerSet(ctx context.Context, _ api.Module, stack []uint64) {
 		return
 	}
 	var t *time.Timer
-	t = time.AfterFunc(time.Duration(delay)*time.Millisecond, func() {
+	t = time.AfterFunc(time.Duration(msToNs(delay)), func() {
 		c.mu.Lock()
 		_, live := c.timers[t]
 		delete(c.timers, t)

@@ -3,6 +3,7 @@ package lbhost
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -187,7 +188,7 @@ var hostFuncs = []hostFunc{
 			stack[0] = uint64(uint32(0xffffffff)) // -1 as i32
 			return
 		}
-		if ep.ClaimLoadSample(viewOf(ctx).clock(), ttl*int64(time.Millisecond)) {
+		if ep.ClaimLoadSample(viewOf(ctx).clock(), msToNs(ttl)) {
 			stack[0] = 1
 		} else {
 			stack[0] = 0
@@ -238,6 +239,12 @@ func hostRequestAttr(ctx context.Context, m api.Module, stack []uint64) {
 // res puts an i64 result, negative codes included, on the stack.
 func res(v int64) uint64 { return uint64(v) }
 
+// msToNs converts a module's milliseconds (not negative) to nanoseconds;
+// what does not fit is as good as forever.
+func msToNs(ms int64) int64 {
+	return min(ms, math.MaxInt64/int64(time.Millisecond)) * int64(time.Millisecond)
+}
+
 // hostEndpointStats writes the figures of several endpoints in one call, so
 // that a policy comparing candidates crosses the boundary once.
 func hostEndpointStats(ctx context.Context, m api.Module, stack []uint64) {
@@ -245,7 +252,8 @@ func hostEndpointStats(ctx context.Context, m api.Module, stack []uint64) {
 	idxPtr, count, outPtr, stride := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
 	const invalid = uint64(0xfffffffe) // -2 as i32
 	mem := m.Memory()
-	if v == nil || count > 64 || stride < hostabi.StatsSize {
+	// count is small, but stride × count may not fit 32 bits.
+	if v == nil || count > 64 || stride < hostabi.StatsSize || uint64(stride)*uint64(count) > math.MaxUint32 {
 		stack[0] = invalid
 		return
 	}

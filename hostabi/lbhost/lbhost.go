@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -85,6 +86,17 @@ var ErrNoEndpoint = errors.New("no endpoint available")
 // errClosed is returned by calls on a closed Balancer.
 var errClosed = errors.New("balancer closed")
 
+// ErrSuspended is returned by Pick while the balancer skips its module
+// because it failed badly several times in a row (see wasmhost.Breaker):
+// the caller answers with its fallback, as after any failure.
+var ErrSuspended = errors.New("the module is suspended after failing repeatedly")
+
+// DefaultPickBudget bounds a pick. A pick costs about 100 ns to 10 µs; the
+// budget leaves room for the rare long one (a Go module's garbage
+// collection took 6 to 40 ms with a heap of 1 to 8 MiB) while bounding what
+// a looping module costs a request. See SANDBOX.md.
+const DefaultPickBudget = 20 * time.Millisecond
+
 // Options configure a Balancer.
 type Options struct {
 	// Name identifies the balancer in logs and errors, e.g. the pool name.
@@ -92,7 +104,16 @@ type Options struct {
 	// MaxInstances bounds the instances that may run at once. Default
 	// GOMAXPROCS: picks never block, so more could not run in parallel.
 	MaxInstances int
-	// Logger receives the modules' log lines. Default slog.Default().
+	// PickBudget bounds each call of wproxy_lb_pick: a pick still running
+	// after it is abandoned, its instance discarded, and Pick returns an
+	// error wrapping wasmhost.ErrBudgetExceeded. Default
+	// DefaultPickBudget. The module's other calls have the runtime's
+	// budgets (wasmhost.Config): InitBudget for instantiation and
+	// wproxy_lb_init, CallBudget for wproxy_alloc, wproxy_lb_set_endpoints
+	// and wproxy_on_timer.
+	PickBudget time.Duration
+	// Logger receives the modules' log lines and the balancer's failures
+	// (at most a line a second). Default slog.Default().
 	Logger *slog.Logger
 	// PoolInFlight returns the pool's requests in flight, for
 	// pool_inflight. Default: 0.
@@ -106,16 +127,25 @@ type Options struct {
 //
 // Its instances live in a fixed array of slots, one per instance that may
 // run at once. A pick claims an idle slot with one compare-and-swap and
-// frees it with one store, scanning from the first slot so that light load
+// frees it with another, scanning from the first slot so that light load
 // keeps to few instances; an empty slot gets an instance when every live one
 // is busy. This costs a few nanoseconds where a mutex-guarded free list with a
 // condition variable cost about 45 ns a pick (RATIONALE.md).
+//
+// The same two operations let the runtime's watchdog see picks past their
+// budget: each claim gives the slot's word a new generation, and a scan
+// (wasmhost.Runtime.Watch) interrupts the instance of a slot it has seen
+// claimed by one pick for longer than PickBudget, so a pick pays nothing
+// more for its budget.
 type Balancer[T Endpoint] struct {
-	mod    *wasmhost.Module
-	config []byte
-	name   string
-	logger *slog.Logger
-	core   *core
+	mod        *wasmhost.Module
+	config     []byte
+	name       string
+	logger     *slog.Logger
+	core       *core
+	pickBudget time.Duration
+	unwatch    func()
+	breaker    wasmhost.Breaker
 
 	set    atomic.Pointer[Set[T]]
 	slots  []slot[T]
@@ -125,21 +155,38 @@ type Balancer[T Endpoint] struct {
 	alive            atomic.Int64
 	instancesCreated atomic.Uint64
 	failures         atomic.Uint64
+	suspended        atomic.Uint64
+
+	lastLog      atomic.Int64  // Clock of the last failure logged
+	loggedFailed atomic.Uint64 // failures when it was logged
 }
 
-// Slot states.
+// A slot's word holds its state in the low bits and a generation above,
+// which changes whenever the slot changes hands, so that the watchdog's scan
+// tells one pick from the next.
 const (
-	slotEmpty    uint32 = iota // no instance
+	slotEmpty    uint64 = iota // no instance
 	slotIdle                   // an instance, free to claim
-	slotBusy                   // claimed by a pick or an update
+	slotPick                   // claimed by a pick, watched by the scan
+	slotBusy                   // claimed for an update or a timer: those calls watch themselves
 	slotCreating               // claimed to create an instance in
 	slotDead                   // closed with the balancer
+
+	slotStateMask uint64 = 7
+	slotKilled    uint64 = 8 // the scan interrupted the pick
+	slotGen       uint64 = 16
 )
 
+// nextGen returns w's generation, advanced, with no state.
+func nextGen(w uint64) uint64 { return w&^(slotStateMask|slotKilled) + slotGen }
+
 type slot[T Endpoint] struct {
-	state atomic.Uint32
-	inst  *instance[T] // owned by whoever moved state away from idle or empty
-	_     [48]byte     // keep slots on separate cache lines
+	word atomic.Uint64
+	inst atomic.Pointer[instance[T]] // changed only by whoever holds the slot
+	// Owned by the scan.
+	seen  uint64
+	since time.Duration
+	_     [32]byte // keep slots on separate cache lines
 }
 
 type instance[T Endpoint] struct {
@@ -161,8 +208,11 @@ func New[T Endpoint](mod *wasmhost.Module, config []byte, set *Set[T], opts Opti
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.PickBudget <= 0 {
+		opts.PickBudget = DefaultPickBudget
+	}
 	b := &Balancer[T]{mod: mod, config: config, name: opts.Name, slots: make([]slot[T], opts.MaxInstances),
-		logger: opts.Logger.With("pool", opts.Name), core: newCore(opts.Name, opts)}
+		logger: opts.Logger.With("pool", opts.Name), core: newCore(opts.Name, opts), pickBudget: opts.PickBudget}
 	b.core.fire = b.fireTimer
 	b.set.Store(set)
 	inst, err := b.newInstance()
@@ -176,8 +226,9 @@ func New[T Endpoint](mod *wasmhost.Module, config []byte, set *Set[T], opts Opti
 		return nil, err
 	}
 	b.alive.Store(1)
-	b.slots[0].inst = inst
-	b.slots[0].state.Store(slotIdle)
+	b.slots[0].inst.Store(inst)
+	b.slots[0].word.Store(slotIdle)
+	b.unwatch = mod.Runtime().Watch(b.pickBudget, b.scan)
 	return b, nil
 }
 
@@ -191,16 +242,18 @@ func (b *Balancer[T]) Set() *Set[T] { return b.set.Load() }
 // so that a module's objection is returned here and the previous set stays;
 // the other instances take it before their next pick.
 func (b *Balancer[T]) SetEndpoints(set *Set[T]) error {
-	s, err := b.acquire()
+	s, w, err := b.acquire(slotBusy)
 	if err != nil {
 		return err
 	}
-	if err := s.inst.update(set); err != nil {
-		b.discard(s)
+	in := s.inst.Load()
+	if err := in.update(set); err != nil {
+		b.discard(s, in)
+		b.failed(err)
 		return err
 	}
 	b.set.Store(set)
-	b.release(s)
+	b.release(s, w)
 	return nil
 }
 
@@ -208,7 +261,9 @@ func (b *Balancer[T]) SetEndpoints(set *Set[T]) error {
 // pool's key (with hostabi.PickHashPresent in flags when the request had
 // it), the pool's sequence number and a random number. It returns the chosen
 // item, ErrNoEndpoint, or an error describing how the module failed; after a
-// failure the caller answers with its fallback.
+// failure the caller answers with its fallback. A pick that runs past the
+// balancer's PickBudget is abandoned; while the module is suspended after
+// repeated failures, Pick returns ErrSuspended at once.
 //
 // attrs answers request_attr (nil: no attributes). When the module
 // counted the request to the chosen endpoint itself (endpoint_acquire),
@@ -218,71 +273,107 @@ func (b *Balancer[T]) SetEndpoints(set *Set[T]) error {
 // needed); host functions answer figures as of then.
 func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs, now int64) (item T, counted bool, err error) {
 	var zero T
-	s, err := b.acquire()
+	if b.breaker.Tripped() {
+		if now == 0 {
+			now = Clock()
+		}
+		if b.breaker.Open(now) {
+			b.suspended.Add(1)
+			return zero, false, fmt.Errorf("module %s: %w", b.mod.Source, ErrSuspended)
+		}
+	}
+	s, w, err := b.acquire(slotPick)
 	if err != nil {
 		return zero, false, err
 	}
-	in := s.inst
+	in := s.inst.Load()
 	if cur := b.set.Load(); in.set != cur {
-		if err := in.update(cur); err != nil {
-			b.failures.Add(1)
-			b.discard(s)
-			return zero, false, err
+		// The update is watched as updates are, not as the pick.
+		var ok bool
+		if w, ok = b.mark(s, w, slotBusy); ok {
+			if err := in.update(cur); err != nil {
+				b.discard(s, in)
+				b.failed(err)
+				return zero, false, err
+			}
+			w, ok = b.mark(s, w, slotPick)
+		}
+		if !ok {
+			return zero, false, b.abandoned(s, in)
 		}
 	}
 	in.view.attrs, in.view.acquired, in.view.inPick, in.view.now = attrs, -1, true, now
 	in.stack = [4]uint64{hash, seq, random, uint64(flags)}
-	err = in.inst.Call(in.pick, in.stack[:])
+	err = in.inst.CallUnwatched(in.pick, in.stack[:])
 	acquired := in.view.acquired
 	in.view.attrs, in.view.acquired, in.view.inPick = nil, -1, false
 	set := in.set
 	idx := int32(in.stack[0])
+	if err == nil && !b.release(s, w) {
+		// The scan abandoned the pick as it returned.
+		err = &wasmhost.CallError{Err: wasmhost.BudgetError(b.pickBudget)}
+	}
 	if err != nil {
 		idx = -2
-		b.discard(s)
+		b.discard(s, in)
 		err = fmt.Errorf("module %s: %s: %w", b.mod.Source, hostabi.ExportLBPick, err)
-	} else {
-		b.release(s)
 	}
 	if acquired >= 0 {
 		if acquired == idx {
+			b.breaker.Succeeded()
 			return set.Items[idx], true, nil
 		}
 		set.Items[acquired].Release() // counted, then not chosen
 	}
 	switch {
 	case err != nil:
-		b.failures.Add(1)
+		b.failed(err)
 		return zero, false, err
 	case idx >= 0 && int(idx) < len(set.Items):
+		b.breaker.Succeeded()
 		return set.Items[idx], false, nil
 	case idx == hostabi.PickNone:
+		b.breaker.Succeeded()
 		return zero, false, ErrNoEndpoint
 	case idx >= 0:
-		b.failures.Add(1)
-		return zero, false, fmt.Errorf("module %s: %s returned index %d, but the set has %d endpoints", b.mod.Source, hostabi.ExportLBPick, idx, len(set.Items))
+		err = fmt.Errorf("module %s: %s returned index %d, but the set has %d endpoints", b.mod.Source, hostabi.ExportLBPick, idx, len(set.Items))
 	default:
-		b.failures.Add(1)
-		return zero, false, fmt.Errorf("module %s: %s returned error %d", b.mod.Source, hostabi.ExportLBPick, idx)
+		err = fmt.Errorf("module %s: %s returned error %d", b.mod.Source, hostabi.ExportLBPick, idx)
 	}
+	b.failed(err)
+	return zero, false, err
+}
+
+// abandoned discards the instance of a slot whose pick the scan interrupted
+// while the holder was not calling it, and returns the error.
+func (b *Balancer[T]) abandoned(s *slot[T], in *instance[T]) error {
+	b.discard(s, in)
+	err := fmt.Errorf("module %s: %s: %w", b.mod.Source, hostabi.ExportLBPick, &wasmhost.CallError{Err: wasmhost.BudgetError(b.pickBudget)})
+	b.failed(err)
+	return err
 }
 
 // Stats are a balancer's counters.
 type Stats struct {
 	Instances        int    // instances alive now
 	InstancesCreated uint64 // instances created since start
-	Failures         uint64 // picks and updates that failed
+	Failures         uint64 // calls that failed: picks, updates, timers, instance starts
+	Suspended        uint64 // picks refused while the module was suspended
 }
 
 // Stats returns the balancer's counters.
 func (b *Balancer[T]) Stats() Stats {
-	return Stats{Instances: int(b.alive.Load()), InstancesCreated: b.instancesCreated.Load(), Failures: b.failures.Load()}
+	return Stats{Instances: int(b.alive.Load()), InstancesCreated: b.instancesCreated.Load(), Failures: b.failures.Load(),
+		Suspended: b.suspended.Load()}
 }
 
 // Close releases idle instances now and busy ones when their call returns,
 // stops timers and cancels fetches. Picks after Close fail.
 func (b *Balancer[T]) Close() {
-	b.closed.Store(true)
+	if b.closed.Swap(true) {
+		return
+	}
+	b.unwatch()
 	b.core.close()
 	for i := range b.slots {
 		b.reap(&b.slots[i])
@@ -291,65 +382,121 @@ func (b *Balancer[T]) Close() {
 
 // fireTimer calls the module's timer export with id on an idle instance.
 func (b *Balancer[T]) fireTimer(id uint64) {
-	s, err := b.acquire()
+	s, w, err := b.acquire(slotBusy)
 	if err != nil {
 		return
 	}
-	in := s.inst
+	in := s.inst.Load()
 	if cur := b.set.Load(); in.set != cur {
 		if err := in.update(cur); err != nil {
-			b.failures.Add(1)
-			b.discard(s)
+			b.discard(s, in)
+			b.failed(err)
 			return
 		}
 	}
 	if in.onTimer == nil {
-		b.release(s)
+		b.release(s, w)
 		b.logger.Error("timer fired", "err", errNoTimerExport)
 		return
 	}
 	stack := [1]uint64{id}
 	if err := in.inst.Call(in.onTimer, stack[:]); err != nil {
-		b.failures.Add(1)
-		b.discard(s)
-		b.logger.Error("timer callback failed", "module", b.mod.Source, "timer", id, "err", err)
+		b.discard(s, in)
+		b.failed(fmt.Errorf("module %s: %s(%d): %w", b.mod.Source, hostabi.ExportOnTimer, id, err))
 		return
 	}
-	b.release(s)
+	b.release(s, w)
+}
+
+// scan runs on the runtime's watchdog: it interrupts the instance of every
+// slot it has seen held by the same pick for longer than the pick budget.
+// Between the scan's compare-and-swap and the holder's, exactly one wins: if
+// the scan does, the holder learns that its pick was abandoned.
+func (b *Balancer[T]) scan(now time.Duration) {
+	for i := range b.slots {
+		s := &b.slots[i]
+		w := s.word.Load()
+		if w&slotStateMask != slotPick || w&slotKilled != 0 {
+			continue
+		}
+		if w != s.seen {
+			s.seen, s.since = w, now
+			continue
+		}
+		if now-s.since < b.pickBudget {
+			continue
+		}
+		// The instance is read before the word is marked: while the
+		// word is unchanged, it is the instance of that pick.
+		if in := s.inst.Load(); in != nil && s.word.CompareAndSwap(w, w|slotKilled) {
+			in.inst.Interrupt(wasmhost.BudgetError(b.pickBudget))
+		}
+	}
+}
+
+// failed counts a failure and logs it, at most once a second; failures of
+// calls that did not return (traps, exits, budgets) count towards
+// suspending the module.
+func (b *Balancer[T]) failed(err error) {
+	n := b.failures.Add(1)
+	now := Clock()
+	var ce *wasmhost.CallError
+	if errors.As(err, &ce) {
+		if d := b.breaker.Failed(now); d > 0 {
+			b.logger.Error("balancing module suspended after failing repeatedly; the fallback answers", "module", b.mod.Source, "for", d, "err", err)
+			return
+		}
+	}
+	last := b.lastLog.Load()
+	if last != 0 && now-last < int64(time.Second) || !b.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	since := n - b.loggedFailed.Swap(n)
+	b.logger.Error("balancing module failed", "module", b.mod.Source, "err", err, "failures", since)
 }
 
 // reap closes the slot's instance if the slot is idle.
 func (b *Balancer[T]) reap(s *slot[T]) {
-	if s.state.CompareAndSwap(slotIdle, slotDead) {
-		s.inst.inst.Close()
-		s.inst = nil
+	w := s.word.Load()
+	if w&slotStateMask == slotIdle && s.word.CompareAndSwap(w, nextGen(w)|slotDead) {
+		s.inst.Load().inst.Close()
+		s.inst.Store(nil)
 		b.alive.Add(-1)
 	}
 }
 
-func (b *Balancer[T]) acquire() (*slot[T], error) {
+// acquire claims a slot for state (slotPick or slotBusy) and returns it with
+// its word.
+func (b *Balancer[T]) acquire(state uint64) (*slot[T], uint64, error) {
 	for {
 		// Close turns every idle slot dead, so the fast path needs no
 		// check of its own.
 		for i := range b.slots {
-			if s := &b.slots[i]; s.state.CompareAndSwap(slotIdle, slotBusy) {
-				return s, nil
+			s := &b.slots[i]
+			if w := s.word.Load(); w&slotStateMask == slotIdle {
+				if nw := w&^slotStateMask | state; s.word.CompareAndSwap(w, nw) {
+					return s, nw, nil
+				}
 			}
 		}
 		if b.closed.Load() {
-			return nil, errClosed
+			return nil, 0, errClosed
 		}
 		for i := range b.slots {
-			if s := &b.slots[i]; s.state.CompareAndSwap(slotEmpty, slotCreating) {
+			s := &b.slots[i]
+			if w := s.word.Load(); w&slotStateMask == slotEmpty && s.word.CompareAndSwap(w, nextGen(w)|slotCreating) {
+				w = nextGen(w)
 				inst, err := b.newInstance()
 				if err != nil {
-					s.state.Store(slotEmpty)
-					return nil, err
+					s.word.Store(nextGen(w) | slotEmpty)
+					b.failed(err)
+					return nil, 0, err
 				}
 				b.alive.Add(1)
-				s.inst = inst
-				s.state.Store(slotBusy)
-				return s, nil
+				s.inst.Store(inst)
+				nw := nextGen(w) | state
+				s.word.Store(nw)
+				return s, nw, nil
 			}
 		}
 		// Every instance is busy and no more may start: picks are short, so
@@ -358,20 +505,32 @@ func (b *Balancer[T]) acquire() (*slot[T], error) {
 	}
 }
 
-func (b *Balancer[T]) release(s *slot[T]) {
-	s.state.Store(slotIdle)
+// mark moves a held slot to another state, with a new generation; false
+// means the scan abandoned the pick that held it.
+func (b *Balancer[T]) mark(s *slot[T], w, state uint64) (uint64, bool) {
+	nw := nextGen(w) | state
+	return nw, s.word.CompareAndSwap(w, nw)
+}
+
+// release frees a held slot; false means the scan abandoned the pick that
+// held it, and the caller discards the instance.
+func (b *Balancer[T]) release(s *slot[T], w uint64) bool {
+	if !s.word.CompareAndSwap(w, nextGen(w)|slotIdle) {
+		return false
+	}
 	if b.closed.Load() {
 		b.reap(s)
 	}
+	return true
 }
 
-// discard drops a slot's instance after a failure; the slot is refilled when
-// needed.
-func (b *Balancer[T]) discard(s *slot[T]) {
-	s.inst.inst.Close()
-	s.inst = nil
+// discard drops a held slot's instance after a failure; the slot is
+// refilled when needed.
+func (b *Balancer[T]) discard(s *slot[T], in *instance[T]) {
+	in.inst.Close()
+	s.inst.Store(nil)
 	b.alive.Add(-1)
-	s.state.Store(slotEmpty)
+	s.word.Store(nextGen(s.word.Load()) | slotEmpty)
 }
 
 func (b *Balancer[T]) newInstance() (*instance[T], error) {
@@ -408,7 +567,7 @@ func (in *instance[T]) init(config []byte) error {
 		return fail(err)
 	}
 	stack := [2]uint64{uint64(ptr), uint64(len(config))}
-	if err := src.Call(src.Function(hostabi.ExportLBInit), stack[:]); err != nil {
+	if err := src.CallInit(src.Function(hostabi.ExportLBInit), stack[:]); err != nil {
 		return fail(err)
 	}
 	if e := hostabi.Errno(uint32(stack[0])); e != hostabi.ErrnoOK {

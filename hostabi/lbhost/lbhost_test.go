@@ -173,16 +173,19 @@ func TestSetEndpointsReachesEveryInstance(t *testing.T) {
 	}
 	defer b.Close()
 	// Make three instances exist.
-	var slots []*slot[*testEP]
+	var (
+		slots []*slot[*testEP]
+		words []uint64
+	)
 	for range 3 {
-		s, err := b.acquire()
+		s, w, err := b.acquire(slotBusy)
 		if err != nil {
 			t.Fatal(err)
 		}
-		slots = append(slots, s)
+		slots, words = append(slots, s), append(words, w)
 	}
-	for _, s := range slots {
-		b.release(s)
+	for i, s := range slots {
+		b.release(s, words[i])
 	}
 	if n := b.Stats().Instances; n != 3 {
 		t.Fatalf("%d instances, want 3", n)

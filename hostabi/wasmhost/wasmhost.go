@@ -3,6 +3,14 @@
 // digest, checks of a module's imports and exports against the ABI it claims,
 // and instances whose calls carry their identity to host functions.
 //
+// It is also the modules' sandbox. An instance's memory is capped
+// (Config.MemoryLimitPages), and every call into a module has a time budget:
+// a watchdog goroutine per Runtime interrupts a call that runs past it, the
+// call returns an error wrapping ErrBudgetExceeded, and the instance's owner
+// discards it. Modules are rewritten at compile time so that interrupting
+// costs a call nothing but two atomic additions (see sandbox.go and
+// SANDBOX.md).
+//
 // The ABI-specific parts (which exports a balancing module needs, the host
 // functions it may import) live in sibling packages such as lbhost; this
 // package knows nothing of balancing.
@@ -25,33 +33,55 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
-// DefaultMemoryLimitPages caps each instance's linear memory: 1024 pages of
-// 64 KiB, 64 MiB.
-const DefaultMemoryLimitPages = 1024
+// Defaults of Config.
+const (
+	// DefaultMemoryLimitPages caps each instance's linear memory: 1024
+	// pages of 64 KiB, 64 MiB.
+	DefaultMemoryLimitPages = 1024
+	// DefaultInitBudget bounds the start of an instance and its init call:
+	// a Go module's runtime starts in about 3 ms.
+	DefaultInitBudget = 5 * time.Second
+	// DefaultCallBudget bounds the other calls whose caller sets no
+	// budget of its own: endpoint set updates, timers, health evaluations.
+	DefaultCallBudget = time.Second
+)
 
 // Config configures a Runtime. The zero value is usable.
 type Config struct {
 	// CacheDir holds compiled code across restarts. Empty disables the disk
 	// cache (compiled code is still shared within the process).
 	CacheDir string
-	// MemoryLimitPages caps every instance's memory, in 64 KiB pages.
-	// Default DefaultMemoryLimitPages.
+	// MemoryLimitPages caps every instance's memory, in 64 KiB pages:
+	// memory.grow past it fails (returns -1), and a module that declares a
+	// larger minimum or maximum fails to compile. Default
+	// DefaultMemoryLimitPages.
 	MemoryLimitPages uint32
+	// InitBudget bounds the time an instance may take to start (its start
+	// function and _initialize) and each call made with
+	// Instance.CallInit. Default DefaultInitBudget.
+	InitBudget time.Duration
+	// CallBudget bounds every call made with Instance.Call or WriteGuest.
+	// Default DefaultCallBudget.
+	CallBudget time.Duration
 	// Logger receives module log lines and output. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // Runtime compiles and instantiates modules. Close it to release everything.
 type Runtime struct {
-	rt     wazero.Runtime
-	cache  wazero.CompilationCache
-	logger *slog.Logger
+	rt         wazero.Runtime
+	cache      wazero.CompilationCache
+	logger     *slog.Logger
+	initBudget time.Duration
+	callBudget time.Duration
+	watchdog   *watchdog
 
 	mu       sync.Mutex
 	hostMods map[string]map[string]api.FunctionDefinition // import module → function → definition
@@ -68,8 +98,15 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.InitBudget <= 0 {
+		cfg.InitBudget = DefaultInitBudget
+	}
+	if cfg.CallBudget <= 0 {
+		cfg.CallBudget = DefaultCallBudget
+	}
 	rc := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(cfg.MemoryLimitPages)
-	r := &Runtime{logger: cfg.Logger, hostMods: map[string]map[string]api.FunctionDefinition{}, compiled: map[[32]byte]wazero.CompiledModule{}}
+	r := &Runtime{logger: cfg.Logger, hostMods: map[string]map[string]api.FunctionDefinition{}, compiled: map[[32]byte]wazero.CompiledModule{},
+		initBudget: cfg.InitBudget, callBudget: cfg.CallBudget}
 	if cfg.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
@@ -79,16 +116,25 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		rc = rc.WithCompilationCache(c)
 	}
 	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	r.watchdog = newWatchdog(cfg.InitBudget, cfg.CallBudget)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("wasi: %w", err)
 	}
 	r.hostMods[wasi_snapshot_preview1.ModuleName] = r.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()
+	if err := r.DefineHostModule(ctx, SandboxModule, func(b wazero.HostModuleBuilder) wazero.HostModuleBuilder {
+		return b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(sandboxYield), nil, nil).Export(yieldName)
+	}); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
 	return r, nil
 }
 
-// Close releases the runtime, its compiled code and every instance.
+// Close releases the runtime, its compiled code and every instance, and
+// stops its watchdog.
 func (r *Runtime) Close(ctx context.Context) error {
+	r.watchdog.close()
 	err := r.rt.Close(ctx)
 	if r.cache != nil {
 		err = errors.Join(err, r.cache.Close(ctx))
@@ -168,14 +214,20 @@ type Module struct {
 // checks it against spec: every required export present with its signature,
 // every import offered by the host with the same signature, no imported
 // memory. Errors name the module by source and the missing or wrong item.
+//
+// The module is rewritten for the sandbox first (see sandbox.go); Digest is
+// that of the bytes given.
 func (r *Runtime) Compile(ctx context.Context, source string, wasm []byte, spec *Spec) (*Module, error) {
 	sum := sha256.Sum256(wasm)
 	r.mu.Lock()
 	cm, ok := r.compiled[sum]
 	r.mu.Unlock()
 	if !ok {
-		var err error
-		if cm, err = r.rt.CompileModule(ctx, wasm); err != nil {
+		inst, err := instrument(wasm)
+		if err != nil {
+			return nil, fmt.Errorf("module %s: not a valid WebAssembly module: %w", source, err)
+		}
+		if cm, err = r.rt.CompileModule(ctx, inst.wasm); err != nil {
 			return nil, fmt.Errorf("module %s: not a valid WebAssembly module: %w", source, err)
 		}
 		r.mu.Lock()
@@ -261,10 +313,17 @@ func (r *Runtime) offeredLocked() string {
 
 // Instance is one instantiation of a Module. Calls into it must come from one
 // goroutine at a time; host functions find the Instance from the context of
-// the call with FromContext.
+// the call with FromContext. Interrupt and Interrupted may be called from
+// any goroutine.
 type Instance struct {
-	mod api.Module
-	ctx context.Context
+	mod   api.Module
+	ctx   context.Context
+	rt    *Runtime
+	guard guard
+	fuel  api.MutableGlobal // the sandbox's fuel (see sandbox.go)
+	cause atomic.Pointer[error]
+	// stopped is closed when the instance is interrupted, to end a sleep.
+	stopped chan struct{}
 	// Source names the module the instance runs, as Module.Source does.
 	Source string
 	// Logger receives the module's log lines and output.
@@ -285,26 +344,30 @@ func FromContext(ctx context.Context) *Instance {
 	return inst
 }
 
-// Instantiate creates an instance, running the module's _initialize function
-// when it has one (WASI reactors such as Go's c-shared modules need it).
-// Output on stdout and stderr goes to logger, a line at a time.
+// Instantiate creates an instance, running the module's start function and
+// its _initialize function (WASI reactors such as Go's c-shared modules need
+// it) when it has them, within the runtime's InitBudget. Output on stdout and
+// stderr goes to logger, a line at a time.
 func (m *Module) Instantiate(ctx context.Context, logger *slog.Logger) (*Instance, error) {
 	if logger == nil {
 		logger = m.rt.logger
 	}
 	logger = logger.With("module", m.Source)
-	inst := &Instance{Source: m.Source, Logger: logger}
+	inst := &Instance{Source: m.Source, Logger: logger, rt: m.rt, stopped: make(chan struct{})}
+	inst.guard.inst = inst
 	// The instance's context carries its identity to host functions. It is
 	// built once so that calls on the hot path allocate nothing.
 	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
 	inst.capturing = true
 	defer func() { inst.capturing = false }()
+	// Start functions run below, within a budget: inside InstantiateModule
+	// nothing could stop them.
 	cfg := wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("%s#%d", m.Source, m.rt.seq.Add(1))).
-		WithStartFunctions("_initialize").
+		WithStartFunctions().
 		WithStdout(&lineLogger{inst: inst, level: slog.LevelInfo}).
 		WithStderr(&lineLogger{inst: inst, level: slog.LevelWarn}).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithSysWalltime().WithSysNanotime().WithNanosleep(inst.sleep).
 		WithRandSource(rand.Reader)
 	mod, err := m.rt.rt.InstantiateModule(inst.ctx, m.compiled, cfg)
 	if err != nil {
@@ -315,25 +378,178 @@ func (m *Module) Instantiate(ctx context.Context, logger *slog.Logger) (*Instanc
 		mod.Close(ctx)
 		return nil, fmt.Errorf("module %s defines no memory: the host has nowhere to write its buffers", m.Source)
 	}
-	inst.mod = mod
+	fuel, ok := mod.ExportedGlobal(fuelExport).(api.MutableGlobal)
+	if !ok {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("module %s: instantiate: the sandbox's fuel is missing", m.Source)
+	}
+	inst.mod, inst.fuel = mod, fuel
+	m.rt.watchdog.add(&inst.guard)
+	for _, name := range []string{startExport, "_initialize"} {
+		fn := mod.ExportedFunction(name)
+		if fn == nil {
+			continue
+		}
+		if err := inst.CallInit(fn, nil); err != nil {
+			msg := inst.capturedSuffix()
+			inst.Close()
+			if name == startExport {
+				name = "start function"
+			}
+			return nil, fmt.Errorf("module %s: instantiate: %s: %w%s", m.Source, name, err, msg)
+		}
+	}
 	return inst, nil
+}
+
+// sleep is the module's nanosleep (WASI poll_oneoff on a clock): it ends
+// early when the instance is interrupted.
+func (i *Instance) sleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-i.stopped:
+		panic(*i.cause.Load())
+	}
 }
 
 // Function returns an exported function; Compile has checked that required
 // exports exist.
 func (i *Instance) Function(name string) api.Function { return i.mod.ExportedFunction(name) }
 
-// Call calls fn with the instance's identity in its context. stack holds the
-// parameters on entry and the results on return (see api.Function.CallWithStack).
+// Call calls fn with the instance's identity in its context, within the
+// runtime's CallBudget. stack holds the parameters on entry and the results
+// on return (see api.Function.CallWithStack).
+//
+// After an error the instance may be unusable (a trap can leave its state
+// inconsistent, an interrupted instance traps at once): its owner closes it.
 func (i *Instance) Call(fn api.Function, stack []uint64) error {
-	return fn.CallWithStack(i.ctx, stack)
+	return i.CallWithin(fn, stack, i.rt.callBudget)
+}
+
+// CallInit is Call within the runtime's InitBudget, for an ABI's init call.
+func (i *Instance) CallInit(fn api.Function, stack []uint64) error {
+	return i.CallWithin(fn, stack, i.rt.initBudget)
+}
+
+// CallWithin is Call within budget. A call that does not return normally
+// returns a *CallError. A call that runs past its budget is interrupted by
+// the runtime's watchdog (within two ticks: a quarter of the shortest budget
+// the runtime knows, at least a millisecond) and its error wraps
+// ErrBudgetExceeded. A budget of zero or less means the
+// runtime's CallBudget. The watch costs the call two atomic additions.
+func (i *Instance) CallWithin(fn api.Function, stack []uint64, budget time.Duration) error {
+	g := &i.guard
+	if budget <= 0 {
+		budget = i.rt.callBudget
+	}
+	if g.budget.Load() != int64(budget) {
+		g.budget.Store(int64(budget))
+	}
+	if cause := i.cause.Load(); cause != nil {
+		return &CallError{*cause}
+	}
+	g.calls.Add(1)
+	err := fn.CallWithStack(i.ctx, stack)
+	if g.calls.Add(1)&callKilled != 0 {
+		// Abandoned, even if it returned in the meantime: the flag is
+		// set, or about to be.
+		return &CallError{BudgetError(budget)}
+	}
+	if err != nil {
+		return i.failure(err)
+	}
+	return nil
+}
+
+// CallUnwatched calls fn without the instance's own watch, for a caller that
+// watches its calls itself (with Runtime.Watch and Interrupt) on a path
+// where the two atomic additions of CallWithin matter. When the instance was
+// interrupted, the error wraps the cause given to Interrupt.
+func (i *Instance) CallUnwatched(fn api.Function, stack []uint64) error {
+	if cause := i.cause.Load(); cause != nil {
+		return &CallError{*cause}
+	}
+	if err := fn.CallWithStack(i.ctx, stack); err != nil {
+		return i.failure(err)
+	}
+	return nil
+}
+
+// failure turns a call's error into the cause of an interruption when there
+// was one: the trap it caused says nothing useful.
+func (i *Instance) failure(err error) error {
+	if cause := i.cause.Load(); cause != nil {
+		return &CallError{*cause}
+	}
+	return &CallError{err}
+}
+
+// CallError is the error of a call into a module that did not return
+// normally: it trapped, exited (proc_exit) or was interrupted. Its instance
+// is unusable; its owner closes it. Error returns Err's message.
+type CallError struct{ Err error }
+
+func (e *CallError) Error() string { return e.Err.Error() }
+func (e *CallError) Unwrap() error { return e.Err }
+
+// Module returns the module's runtime.
+func (m *Module) Runtime() *Runtime { return m.rt }
+
+// Interrupt stops the instance: the call running now, if any, traps at its
+// next yield to the host (within FuelPerYield loop iterations and function
+// entries), or at once when it sleeps, and every later call fails. Calls that fail because of it return cause. Only the
+// first Interrupt of an instance counts. Safe to call from any goroutine,
+// also after Close.
+func (i *Instance) Interrupt(cause error) {
+	if !i.cause.CompareAndSwap(nil, &cause) {
+		return
+	}
+	close(i.stopped)
+}
+
+// sandboxYield is the host function the sandbox calls when a call has spent
+// its fuel: it traps a call that was interrupted and refills the fuel of
+// one that goes on. Entering Go here is also what lets the scheduler
+// preempt a module that runs long, and the garbage collector stop it.
+func sandboxYield(ctx context.Context, _ api.Module, _ []uint64) {
+	inst := FromContext(ctx)
+	if inst == nil {
+		return
+	}
+	if cause := inst.cause.Load(); cause != nil {
+		panic(*cause)
+	}
+	inst.fuel.Set(FuelPerYield)
+}
+
+// Interrupted returns the cause given to Interrupt, or nil.
+func (i *Instance) Interrupted() error {
+	if cause := i.cause.Load(); cause != nil {
+		return *cause
+	}
+	return nil
+}
+
+// Watch calls scan from the runtime's watchdog goroutine at least every
+// period / 4 (and at least every 100 ms), with the time since the runtime
+// started, until stop is called; stop waits for a running scan to end. It
+// is for owners of instances that watch their calls themselves (see
+// CallUnwatched): scan finds the calls past their budget and Interrupts
+// their instances. scan must be quick and must not call Watch or stop.
+func (r *Runtime) Watch(period time.Duration, scan func(now time.Duration)) (stop func()) {
+	return r.watchdog.watch(period, scan)
 }
 
 // Memory returns the instance's memory.
 func (i *Instance) Memory() api.Memory { return i.mod.Memory() }
 
 // Close releases the instance.
-func (i *Instance) Close() error { return i.mod.Close(context.Background()) }
+func (i *Instance) Close() error {
+	i.rt.watchdog.remove(&i.guard)
+	return i.mod.Close(context.Background())
+}
 
 // Capture starts collecting the error lines the module logs, for a call whose
 // failure should quote them; Captured returns them and stops collecting.
@@ -368,16 +584,29 @@ func (i *Instance) LogLine(level slog.Level, msg string) {
 func (i *Instance) WriteGuest(alloc api.Function, data []byte) (uint32, error) {
 	stack := [1]uint64{uint64(len(data))}
 	if err := i.Call(alloc, stack[:]); err != nil {
-		return 0, fmt.Errorf("%s(%d): %w", alloc.Definition().Name(), len(data), err)
+		return 0, fmt.Errorf("%s(%d): %w", FuncName(alloc), len(data), err)
 	}
 	ptr := uint32(stack[0])
 	if ptr == 0 {
-		return 0, fmt.Errorf("%s(%d) returned 0: the module could not allocate", alloc.Definition().Name(), len(data))
+		return 0, fmt.Errorf("%s(%d) returned 0: the module could not allocate", FuncName(alloc), len(data))
 	}
 	if !i.mod.Memory().Write(ptr, data) {
-		return 0, fmt.Errorf("%s(%d) returned %#x, outside the module's %d bytes of memory", alloc.Definition().Name(), len(data), ptr, i.mod.Memory().Size())
+		return 0, fmt.Errorf("%s(%d) returned %#x: a buffer there would end outside the module's %d bytes of memory", FuncName(alloc), len(data), ptr, i.mod.Memory().Size())
 	}
 	return ptr, nil
+}
+
+// FuncName names an exported function for messages: by its export name
+// (modules are often built without a name section).
+func FuncName(fn api.Function) string {
+	d := fn.Definition()
+	if names := d.ExportNames(); len(names) > 0 {
+		return names[0]
+	}
+	if d.Name() != "" {
+		return d.Name()
+	}
+	return fmt.Sprintf("function %d", d.Index())
 }
 
 // lineLogger turns a module's stdout or stderr into log lines.

@@ -1,0 +1,20 @@
+;; A balancing module that fails on purpose, by the request's sequence
+;; number: seq % 5 == 1 traps, seq % 5 == 3 loops for ever, seq % 5 == 4
+;; returns an index out of range; otherwise it is round robin.
+(module
+  (memory 1)
+  (global $count (mut i32) (i32.const 0))
+  (func (export "wproxy_abi_lb_v1"))
+  (func (export "wproxy_alloc") (param $size i32) (result i32) (i32.const 1024))
+  (func (export "wproxy_lb_init") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "wproxy_lb_set_endpoints") (param i64 i32 i32) (result i32)
+    (global.set $count (i32.load (local.get 1)))
+    (i32.const 0))
+  (func (export "wproxy_lb_pick") (param $hash i64) (param $seq i64) (param i64 i32) (result i32)
+    (local $r i64)
+    (local.set $r (i64.rem_u (local.get $seq) (i64.const 5)))
+    (if (i64.eq (local.get $r) (i64.const 1)) (then unreachable))
+    (if (i64.eq (local.get $r) (i64.const 3)) (then (loop $forever (br $forever))))
+    (if (i64.eq (local.get $r) (i64.const 4)) (then (return (i32.const 1000))))
+    (i32.wrap_i64 (i64.rem_u (local.get $seq) (i64.extend_i32_u (global.get $count)))))
+)
