@@ -8,7 +8,7 @@ POLICIES   := $(patsubst policies-wasm/%/main.go,%,$(wildcard policies-wasm/*/ma
 BIN        := bin/wproxy
 FUZZTIME   ?= 30s
 
-.PHONY: all build wasm test deps bench bench-go bench-peers demo fuzz clean
+.PHONY: all build wasm test deps bench bench-go bench-peers bench-reload demo fuzz clean
 
 all: build
 
@@ -31,12 +31,26 @@ test: deps
 	$(GO) test -count=1 ./internal/warmcache
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# fuzz runs every fuzz target for FUZZTIME.
+# fuzz runs every fuzz target for FUZZTIME (go test fuzzes one target at a
+# time).
+FUZZ_TARGETS = \
+	./core/config:FuzzParse \
+	./core/upstream:FuzzReadResponse \
+	./core/http1:FuzzFastRequest \
+	./core/http1:FuzzLineLimit \
+	./hostabi/wire:FuzzDecodeEndpoints \
+	./hostabi/wire:FuzzDecodeFetchRequest \
+	./hostabi/wire:FuzzDecodeFetchResult \
+	./hostabi/wire:FuzzDecodeProbe \
+	./hostabi/wasmhost:FuzzInstrument \
+	./policies-wasm/internal/flatjson:FuzzParse \
+	./policies-wasm/load_aware/loadaware:FuzzParseLoad
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./core/config
-	$(GO) test -run '^$$' -fuzz FuzzReadResponse -fuzztime $(FUZZTIME) ./core/upstream
-	$(GO) test -run '^$$' -fuzz FuzzFastRequest -fuzztime $(FUZZTIME) ./core/http1
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoints -fuzztime $(FUZZTIME) ./hostabi/wire
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 bench: bench-go bench-peers
 
@@ -45,6 +59,9 @@ bench-go:
 
 bench-peers:
 	./bench/peers/run.sh
+
+bench-reload:
+	$(GO) run ./bench/reload
 
 demo:
 	$(GO) run ./cmd/wproxy demo
