@@ -29,6 +29,10 @@ import (
 	"github.com/wproxy/wproxy/hostabi/wire"
 )
 
+// ErrModuleFailed is returned by Pick when the balancing module failed and
+// the pool's fallback is none.
+var ErrModuleFailed = errors.New("the balancing module failed and the pool has no fallback")
+
 // ErrNoBackend is returned by Pick when the pool has no backend for the
 // request.
 var ErrNoBackend = errors.New("no backend available")
@@ -165,6 +169,8 @@ type Pool struct {
 	inflight    atomic.Int64
 	logger      *slog.Logger
 	fallback    atomic.Uint64
+	// fallbackKind is Options.Fallback, round_robin when empty.
+	fallbackKind string
 	lastLog     atomic.Int64
 	observePick func(time.Duration)
 }
@@ -179,6 +185,9 @@ type Options struct {
 	// PickBudget bounds a pick (lbhost.DefaultPickBudget when zero): a pick
 	// still running then is abandoned and the fallback answers.
 	PickBudget time.Duration
+	// Fallback names what answers when the module fails: round_robin (also
+	// when empty), random, hash or none (see config.Pool.Fallback).
+	Fallback string
 	// FetchAllow lists host:port destinations the module may fetch from,
 	// beyond the pool's own backends.
 	FetchAllow []string
@@ -199,7 +208,10 @@ func NewPool(name string, mod *wasmhost.Module, policyConfig []byte, backends []
 	}
 	p := &Pool{Name: name, key: HashKey(opts.HashKey), logger: opts.Logger.With("pool", name), fetchAllow: map[string]bool{},
 		members: backends, hopts: opts.Health.withDefaults(), timers: map[*time.Timer]struct{}{}, lastWeights: ownWeights(backends),
-		observePick: opts.ObservePick}
+		observePick: opts.ObservePick, fallbackKind: opts.Fallback}
+	if p.fallbackKind == "" {
+		p.fallbackKind = "round_robin"
+	}
 	for _, a := range opts.FetchAllow {
 		p.fetchAllow[a] = true
 	}
@@ -286,8 +298,11 @@ func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 		if errors.Is(err, lbhost.ErrNoEndpoint) {
 			return nil, ErrNoBackend
 		}
-		b = p.fallbackPick(seq, err)
+		b = p.fallbackPick(seq, hash, ok, err)
 		if b == nil {
+			if p.fallbackKind == "none" {
+				return nil, ErrModuleFailed
+			}
 			return nil, ErrNoBackend
 		}
 	}
@@ -314,19 +329,37 @@ func (p *Pool) Done(b *Backend) {
 // InFlight returns the pool's requests in flight.
 func (p *Pool) InFlight() int64 { return p.inflight.Load() }
 
-// fallbackPick answers when the module failed: round robin over the set,
-// ignoring weights. The failure is logged at most once a second.
-func (p *Pool) fallbackPick(seq uint64, cause error) *Backend {
-	p.fallback.Add(1)
-	now := time.Now().UnixNano()
-	if last := p.lastLog.Load(); now-last > int64(time.Second) && p.lastLog.CompareAndSwap(last, now) {
-		p.logger.Error("balancing module failed; the fallback round robin answers", "err", cause, "fallbacks", p.fallback.Load())
+// fallbackPick answers when the module failed, by the pool's fallback, over
+// the set and ignoring weights: round robin by the request's sequence
+// number, at random, or by the request's hash (round robin without one);
+// none answers nothing. The failure is logged at most once a second.
+func (p *Pool) fallbackPick(seq, hash uint64, hashed bool, cause error) *Backend {
+	if p.fallbackKind == "none" {
+		p.logFailure(cause, "balancing module failed; the pool has no fallback: 503")
+		return nil
 	}
+	p.fallback.Add(1)
+	p.logFailure(cause, "balancing module failed; the fallback "+p.fallbackKind+" answers")
 	items := p.lb.Set().Items
 	if len(items) == 0 {
 		return nil
 	}
-	return items[seq%uint64(len(items))]
+	n := uint64(len(items))
+	switch {
+	case p.fallbackKind == "random":
+		return items[rand.Uint64N(n)]
+	case p.fallbackKind == "hash" && hashed:
+		return items[hash%n]
+	}
+	return items[seq%n]
+}
+
+// logFailure logs a module failure at most once a second.
+func (p *Pool) logFailure(cause error, msg string) {
+	now := time.Now().UnixNano()
+	if last := p.lastLog.Load(); now-last > int64(time.Second) && p.lastLog.CompareAndSwap(last, now) {
+		p.logger.Error(msg, "err", cause, "fallbacks", p.fallback.Load())
+	}
 }
 
 // Stats are a pool's counters.

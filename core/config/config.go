@@ -88,6 +88,11 @@ type Pool struct {
 	// from besides the pool's own backends (such as a service registry).
 	// Default: none.
 	FetchAllow []string `yaml:"fetch_allow"`
+	// Fallback answers a request when the balancing module fails (traps,
+	// runs past its budget, answers nonsense, or is suspended):
+	// round_robin (default), random, hash (the request's hash_key modulo
+	// the backends, round robin without a key) or none (503).
+	Fallback string `yaml:"fallback"`
 	// Backends are the pool's servers. At least one.
 	Backends []Backend `yaml:"backends"`
 	// MaxIdleConns bounds the idle upstream connections kept per backend.
@@ -281,6 +286,7 @@ const (
 	DefaultMaxRequestLineBytes = 8 << 10
 
 	DefaultPolicy          = "round_robin"
+	DefaultFallback        = "round_robin"
 	DefaultWeight          = 1
 	MaxWeight              = 1_000_000
 	DefaultMaxIdleConns    = 64

@@ -112,6 +112,10 @@ func TestParseErrors(t *testing.T) {
 		{"tab indentation", "  web:", "\tweb:", `c.yaml:`, "not valid YAML"},
 		{"memory", "timeouts:", "wasm:\n  max_memory_mb: 9999\ntimeouts:", `wasm.max_memory_mb: 9999 is out of range`, ""},
 		{"negative timeout", "connect: 2s", "connect: -2s", `timeouts.connect: -2s is negative`, ""},
+		{"unknown fallback", "    policy: round_robin", "    policy: round_robin\n    fallback: first", `c.yaml:13: pools.api.fallback: "first" is not a fallback: use round_robin, random, hash or none`, ""},
+		{"pick budget too short", "timeouts:", "wasm: {pick_budget: 100us}\ntimeouts:", `c.yaml:23: wasm.pick_budget: 100µs is out of range 1ms to 1m0s`, ""},
+		{"negative call budget", "timeouts:", "wasm: {call_budget: -1s}\ntimeouts:", `c.yaml:23: wasm.call_budget: -1s is out of range 1ms to 1m0s`, ""},
+		{"init budget too long", "timeouts:", "wasm: {init_budget: 2h}\ntimeouts:", `c.yaml:23: wasm.init_budget: 2h0m0s is out of range 1ms to 1m0s`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -225,6 +225,9 @@ func (c *Config) applyDefaults() {
 		if p.Policy == "" {
 			p.Policy = DefaultPolicy
 		}
+		if p.Fallback == "" {
+			p.Fallback = DefaultFallback
+		}
 		if p.MaxIdleConns == 0 {
 			p.MaxIdleConns = DefaultMaxIdleConns
 		}
@@ -566,6 +569,11 @@ func (v *validator) validatePool(name string, p *Pool) {
 		} else if _, err := policyJSON(p.PolicyConfig); err != nil {
 			v.errorf(append(at, "policy_config"), "cannot be handed to the module as JSON: %v", err)
 		}
+	}
+	switch p.Fallback {
+	case "round_robin", "random", "hash", "none":
+	default:
+		v.errorf(append(at, "fallback"), "%q is not a fallback: use round_robin, random, hash or none", p.Fallback)
 	}
 	p.hashKey = p.hashKey[:0]
 	for i, k := range p.HashKey {

@@ -170,7 +170,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 		rules.Rise, rules.Fall = h.Active.Rise, h.Active.Fall
 	}
 	pool, err := balancer.NewPool(name, mod, pc.PolicyConfigJSON(), backends, balancer.Options{
-		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger, PickBudget: cfg.Wasm.PickBudget,
+		HashKey: pc.HashSources(), FetchAllow: pc.FetchAllow, Logger: s.logger, PickBudget: cfg.Wasm.PickBudget, Fallback: pc.Fallback,
 		ObservePick: s.metrics.CallObserver(metrics.ModuleKey{Pool: name, Module: source, Kind: metrics.KindBalancer}),
 		Health: balancer.HealthOptions{
 			Rules:           rules,
