@@ -171,8 +171,8 @@ type Pool struct {
 	fallback    atomic.Uint64
 	// fallbackKind is Options.Fallback, round_robin when empty.
 	fallbackKind string
-	lastLog     atomic.Int64
-	observePick func(time.Duration)
+	lastLog      atomic.Int64
+	observePick  func(time.Duration)
 }
 
 // Options configure a Pool.
