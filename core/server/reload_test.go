@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wproxy/wproxy/internal/gowasm"
+	"github.com/wproxy/wproxy/internal/wat"
 	policieswasm "github.com/wproxy/wproxy/policies-wasm"
 )
 
@@ -42,7 +43,7 @@ pools:
   p:
     policy: mod.wasm
     backends: BACKENDS
-wasm: {cache_dir: %s}
+wasm: {cache_dir: %s, init_budget: 2s}
 `, gowasm.CacheDir())
 	rs.write(t, rs.first, true)
 	cfg := parseConfig(t, rs.dir, rs.config(true))
@@ -181,7 +182,8 @@ func TestBadReloadChangesNothing(t *testing.T) {
 		{"module does not compile", good, []byte("\x00asm\x01\x00\x00\x00garbage"), "not a valid WebAssembly module"},
 		{"module lacks an export", good, gowasm.Build(t, "./hostabi/lbhost/testdata/nomarker"), "missing export wproxy_abi_lb_v1"},
 		{"module traps in init", good, gowasm.Build(t, "./core/server/testdata/inittrap"), "wproxy_lb_init"},
-		{"module exceeds its memory cap", good, gowasm.Build(t, "./core/server/testdata/initoom"), "mod.wasm"},
+		{"module exceeds its memory cap", good, gowasm.Build(t, "./core/server/testdata/initoom"), "wproxy_lb_init: memory near its cap ("},
+		{"module never finishes its init", good, wat.Build(t, "../../hostabi/lbhost/testdata/hostile/loop_init.wat"), "wproxy_lb_init: ran past its time budget of 2s"},
 		{"wasm settings", strings.Replace(good, "wasm: {", "wasm: {max_memory_mb: 32, ", 1), rs.first, "cannot change without a restart"},
 		{"listener address in use", strings.Replace(good, "listeners: [", fmt.Sprintf("listeners: [{address: %q, routes: [{pool: p}]}, ", rs.a.addr), 1), rs.first, "cannot listen"},
 	}
@@ -200,6 +202,7 @@ func TestBadReloadChangesNothing(t *testing.T) {
 			if resp.StatusCode != 422 || answer.Status != "rejected" || !strings.Contains(answer.Error, tt.want) {
 				t.Fatalf("POST /reload: %d %+v, want 422 with %q", resp.StatusCode, answer, tt.want)
 			}
+			t.Logf("rejected: %s", answer.Error)
 			// Still first_healthy over the three backends.
 			if got := rs.distribution(t, 10); got["a"] != 10 {
 				t.Fatalf("after a rejected reload: %v", got)

@@ -337,7 +337,7 @@ func TestGoModuleOutOfMemory(t *testing.T) {
 	}
 	b, _ := hostileBalancer(t, m, testSet(t, 1, 1), Options{MaxInstances: 1, PickBudget: 10 * time.Second})
 	// Go's runtime ends with a trap (its abort) when memory.grow fails.
-	if _, _, err := b.Pick(0, 1, 0, 0, nil, 0); err == nil || !strings.Contains(err.Error(), "module gogrow.wasm: wproxy_lb_pick: wasm error: unreachable") {
+	if _, _, err := b.Pick(0, 1, 0, 0, nil, 0); err == nil || !strings.Contains(err.Error(), "module gogrow.wasm: wproxy_lb_pick: memory near its cap (16 of 16 MiB in use): wasm error: unreachable") {
 		t.Fatalf("pick that exhausts memory: %v", err)
 	}
 	mustPick(t, b, 0, "a")

@@ -81,6 +81,7 @@ type Runtime struct {
 	logger     *slog.Logger
 	initBudget time.Duration
 	callBudget time.Duration
+	memLimit   uint64 // bytes
 	watchdog   *watchdog
 
 	mu       sync.Mutex
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	rc := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(cfg.MemoryLimitPages)
 	r := &Runtime{logger: cfg.Logger, hostMods: map[string]map[string]api.FunctionDefinition{}, compiled: map[[32]byte]wazero.CompiledModule{},
-		initBudget: cfg.InitBudget, callBudget: cfg.CallBudget}
+		initBudget: cfg.InitBudget, callBudget: cfg.CallBudget, memLimit: uint64(cfg.MemoryLimitPages) * 65536}
 	if cfg.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
@@ -482,6 +483,13 @@ func (i *Instance) CallUnwatched(fn api.Function, stack []uint64) error {
 func (i *Instance) failure(err error) error {
 	if cause := i.cause.Load(); cause != nil {
 		return &CallError{*cause}
+	}
+	// A module whose memory cannot grow usually traps or exits soon after
+	// (Go's runtime aborts): say so when the memory is near its cap.
+	if mem := i.mod.Memory(); mem != nil && i.rt.memLimit > 0 {
+		if size := uint64(mem.Size()); size*4 >= i.rt.memLimit*3 {
+			err = fmt.Errorf("memory near its cap (%d of %d MiB in use): %w", size>>20, i.rt.memLimit>>20, err)
+		}
 	}
 	return &CallError{err}
 }
