@@ -14,6 +14,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/wproxy
+	$(GO) build -trimpath -o $(dir $(BIN))wproxy-zookeeper ./cmd/wproxy-zookeeper
 
 # wasm rebuilds the default modules embedded in the binary.
 wasm:
@@ -35,6 +36,7 @@ test: deps
 # time).
 FUZZ_TARGETS = \
 	./core/config:FuzzParse \
+	./core/config:FuzzParseBackendsFile \
 	./core/upstream:FuzzReadResponse \
 	./core/http1:FuzzFastRequest \
 	./core/http1:FuzzLineLimit \
@@ -44,6 +46,7 @@ FUZZ_TARGETS = \
 	./hostabi/wire:FuzzDecodeProbe \
 	./hostabi/wasmhost:FuzzInstrument \
 	./policies-wasm/internal/flatjson:FuzzParse \
+	./policies-wasm/etcd/etcdadapter:FuzzParseRange \
 	./policies-wasm/load_aware/loadaware:FuzzParseLoad
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

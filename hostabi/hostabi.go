@@ -203,3 +203,31 @@ const (
 	VerdictDegraded  int32 = 1 // serving, but at reduced weight
 	VerdictUnhealthy int32 = 2 // not to be sent requests
 )
+
+// Discovery ABI, version 1: a module that finds a pool's backends in a
+// registry and hands the host the whole set.
+const (
+	// DiscoveryModuleV1 is the import module name of the host functions
+	// offered to discovery modules (log, http, http_result, set_endpoints).
+	DiscoveryModuleV1 = "wproxy_discovery_v1"
+	// ExportDiscoveryMarkerV1 declares that a module speaks version 1.
+	ExportDiscoveryMarkerV1 = "wproxy_abi_discovery_v1"
+	// ExportDiscoveryInit passes the module its source's configuration:
+	// (config_ptr i32, config_len i32) -> (errno i32).
+	ExportDiscoveryInit = "wproxy_discovery_init"
+	// ExportDiscoveryPoll looks at the registry and calls set_endpoints when
+	// the set changed: () -> (errno i32).
+	ExportDiscoveryPoll = "wproxy_discovery_poll"
+
+	// ImportHTTP: (req_ptr i32, req_len i32) -> (size i64) makes an HTTP
+	// request (encoded as wire.FetchRequest) and waits for it; the result
+	// (encoded as wire.FetchResult) is kept, and its size returned.
+	ImportHTTP = "http"
+	// ImportHTTPResult: (buf_ptr i32, buf_len i32) -> (size i64) copies the
+	// last result kept by http; when buf_len is too small, it copies nothing
+	// and returns the size needed.
+	ImportHTTPResult = "http_result"
+	// ImportSetEndpoints: (set_ptr i32, set_len i32) -> (errno i32) hands
+	// the host the whole set (encoded as by wire.AppendEndpoints).
+	ImportSetEndpoints = "set_endpoints"
+)

@@ -28,10 +28,11 @@ func Lookup(name string) ([]byte, bool) {
 const (
 	KindBalancing = "balancing"
 	KindHealth    = "health"
+	KindDiscovery = "discovery"
 )
 
 // kinds names the modules that are not balancing modules.
-var kinds = map[string]string{"health_status": KindHealth}
+var kinds = map[string]string{"health_status": KindHealth, "etcd": KindDiscovery}
 
 // Kind returns the kind of a default module.
 func Kind(name string) string {
@@ -51,6 +52,18 @@ func NamesOf(kind string) []string {
 	}
 	return out
 }
+
+// LookupDiscovery returns the bytes of the default discovery module with the
+// given name, such as "etcd"; other kinds are not found.
+func LookupDiscovery(name string) ([]byte, bool) {
+	if Kind(name) != KindDiscovery {
+		return nil, false
+	}
+	return Lookup(name)
+}
+
+// DiscoveryNames lists the default discovery modules, sorted.
+func DiscoveryNames() []string { return NamesOf(KindDiscovery) }
 
 // Names lists the default modules, sorted.
 func Names() []string {

@@ -48,3 +48,24 @@ func TestLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The discovery module etcd is found as one, and never offered as a
+// balancing policy or a health evaluator.
+func TestDiscoveryKind(t *testing.T) {
+	if b, ok := LookupDiscovery("etcd"); !ok || !bytes.HasPrefix(b, []byte("\x00asm")) {
+		t.Fatal("etcd is not a discovery module")
+	}
+	if _, ok := LookupDiscovery("round_robin"); ok {
+		t.Fatal("round_robin found as a discovery module")
+	}
+	if got := DiscoveryNames(); len(got) != 1 || got[0] != "etcd" {
+		t.Fatalf("DiscoveryNames() = %v", got)
+	}
+	for _, kind := range []string{KindBalancing, KindHealth} {
+		for _, n := range NamesOf(kind) {
+			if n == "etcd" {
+				t.Fatalf("etcd listed as a %s module", kind)
+			}
+		}
+	}
+}

@@ -6,11 +6,11 @@
 # repository's sources, Go ones with the Go toolchain and WebAssembly text
 # ones (hostabi's hand-written and hostile modules) with wabt's wat2wasm; the
 # servers they talk to are started by the tests themselves. Tools that later
-# tests need (an etcd server, clang, ...) are listed in DEBIAN_PACKAGES and
-# NPM_PACKAGES as they arrive.
+# tests need (an etcd server, ZooKeeper, whose package brings a Java runtime,
+# clang, ...) are listed in DEBIAN_PACKAGES and NPM_PACKAGES as they arrive.
 set -euo pipefail
 
-DEBIAN_PACKAGES=(wabt)
+DEBIAN_PACKAGES=(wabt zookeeper etcd-server etcd-client)
 NPM_PACKAGES=()
 
 need_go="1.26"

@@ -31,6 +31,11 @@ Usage:
                                  serve a demo with three built-in backends
   wproxy availability A [A ...]  the availability of servers that fail
                                  independently: 0.99 0.99, 99% 99%, 3x99.5%
+  wproxy register -prefix PREFIX -addr HOST:PORT [-etcd URL[,URL...]]
+                 [-ttl 10s] [-weight N] [-zone Z] [-meta K=V]...
+                 [-user U -password P] [-cacert F] [-cert F -key F] [-timeout 10s]
+                                 register a backend in etcd with a lease and
+                                 keep it alive until SIGTERM or SIGINT
   wproxy version                 print the version
 
 Exit status: 0 after a clean run or a graceful shutdown, 2 for a bad
@@ -62,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "availability":
 		return cmdAvailability(args[1:], stdout, stderr)
+	case "register":
+		return cmdRegister(args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, "wproxy", version())
 		return exitOK

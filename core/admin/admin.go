@@ -22,6 +22,7 @@ import (
 
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/discovery"
 	"github.com/wproxy/wproxy/core/health"
 )
 
@@ -38,6 +39,9 @@ type Source interface {
 	// ReloadFile reads the configuration file again and reloads it, or
 	// changes nothing and says why.
 	ReloadFile(ctx context.Context) error
+	// Discovery returns the status of every pool's discovery sources, by
+	// pool.
+	Discovery() map[string][]discovery.Status
 }
 
 // Module is one module in GET /modules.
@@ -64,7 +68,12 @@ type Module struct {
 func Handler(src Source, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pools", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, PoolsStatus(src.Pools(), time.Now()))
+		pools := PoolsStatus(src.Pools(), time.Now())
+		disc := src.Discovery()
+		for i := range pools {
+			pools[i].Discovery = disc[pools[i].Name]
+		}
+		writeJSON(w, pools)
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, EffectiveConfig(src.Config()))
@@ -119,6 +128,8 @@ type PoolStatus struct {
 	Availability float64        `json:"availability"`
 	InFlight     int64          `json:"in_flight"`
 	Members      []MemberStatus `json:"members"`
+	// Discovery is the status of the pool's discovery sources.
+	Discovery []discovery.Status `json:"discovery,omitempty"`
 }
 
 // MemberStatus is one backend of a pool.

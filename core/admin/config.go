@@ -45,6 +45,8 @@ func EffectiveConfig(cfg *config.Config) any {
 					redact(a["evaluator_config"], false)
 				}
 			}
+			// Discovery sources: module configs and etcd's password.
+			redact(p["discovery"], false)
 			if bs, ok := p["backends"].([]any); ok {
 				for _, b := range bs {
 					if b, ok := b.(map[string]any); ok {

@@ -264,7 +264,11 @@ func (p *Pool) Backends() []*Backend { return p.lb.Set().Items }
 
 // Members returns every configured backend, eligible or not. The slice must
 // not be modified.
-func (p *Pool) Members() []*Backend { return p.members }
+func (p *Pool) Members() []*Backend {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	return p.members
+}
 
 // SetMembers replaces the pool's backends (new ones start healthy) and
 // gives the module the eligible ones before its next pick.

@@ -95,6 +95,8 @@ type Pool struct {
 	Fallback string `yaml:"fallback"`
 	// Backends are the pool's servers. At least one.
 	Backends []Backend `yaml:"backends"`
+	// Discovery lists sources of more backends, merged with Backends.
+	Discovery []Source `yaml:"discovery"`
 	// MaxIdleConns bounds the idle upstream connections kept per backend.
 	// Default 64.
 	MaxIdleConns int `yaml:"max_idle_conns"`

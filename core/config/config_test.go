@@ -112,6 +112,11 @@ func TestParseErrors(t *testing.T) {
 		{"tab indentation", "  web:", "\tweb:", `c.yaml:`, "not valid YAML"},
 		{"memory", "timeouts:", "wasm:\n  max_memory_mb: 9999\ntimeouts:", `wasm.max_memory_mb: 9999 is out of range`, ""},
 		{"negative timeout", "connect: 2s", "connect: -2s", `timeouts.connect: -2s is negative`, ""},
+		{"two kinds in one source", "    policy: round_robin", "    policy: round_robin\n    discovery: [{module: etcd, etcd: {endpoints: [http://a:1], prefix: /p}}]", `c.yaml:13: pools.api.discovery[0]: a source is exactly one of file, etcd, module and plugin`, ""},
+		{"etcd without prefix slash", "    policy: round_robin", "    policy: round_robin\n    discovery: [{etcd: {endpoints: [http://a:1], prefix: p}}]", `c.yaml:13: pools.api.discovery[0].etcd.prefix: "p": a prefix starts with /`, ""},
+		{"etcd bad endpoint", "    policy: round_robin", "    policy: round_robin\n    discovery: [{etcd: {endpoints: [\"ftp://a:1\"], prefix: /p}}]", `pools.api.discovery[0].etcd.endpoints[0]: "ftp://a:1": the scheme must be http or https`, ""},
+		{"unknown discovery module", "    policy: round_robin", "    policy: round_robin\n    discovery: [{module: consul}]", `pools.api.discovery[0].module: unknown discovery module "consul" (built in: etcd)`, ""},
+		{"missing discovery file", "    policy: round_robin", "    policy: round_robin\n    discovery: [{file: nope.yaml}]", `pools.api.discovery[0].file: stat nope.yaml: no such file or directory`, ""},
 		{"unknown fallback", "    policy: round_robin", "    policy: round_robin\n    fallback: first", `c.yaml:13: pools.api.fallback: "first" is not a fallback: use round_robin, random, hash or none`, ""},
 		{"pick budget too short", "timeouts:", "wasm: {pick_budget: 100us}\ntimeouts:", `c.yaml:23: wasm.pick_budget: 100µs is out of range 1ms to 1m0s`, ""},
 		{"negative call budget", "timeouts:", "wasm: {call_budget: -1s}\ntimeouts:", `c.yaml:23: wasm.call_budget: -1s is out of range 1ms to 1m0s`, ""},
@@ -225,4 +230,46 @@ func FuzzParse(f *testing.F) {
 			_ = p.PolicyConfigJSON()
 		}
 	})
+}
+
+// A backends file is untrusted input of a discovery source: any bytes give
+// backends that pass the checks, or a located error; never a panic.
+func FuzzParseBackendsFile(f *testing.F) {
+	f.Add([]byte("backends:\n  - {address: 10.0.0.1:80, weight: 2, zone: a, meta: {k: v}}\n"))
+	f.Add([]byte("backends: []\n"))
+	f.Add([]byte("backends:\n  - {address: x}\n"))
+	f.Add([]byte("- a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bs, err := ParseBackendsFile(data, "b.yaml")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "b.yaml") {
+				t.Fatalf("error without its file: %v", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, b := range bs {
+			if checkBackendAddress(b.Address) != nil || b.Weight < 1 || b.Weight > MaxWeight || seen[b.Address] {
+				t.Fatalf("accepted %+v", b)
+			}
+			seen[b.Address] = true
+		}
+	})
+}
+
+func TestParseBackendsFile(t *testing.T) {
+	bs, err := ParseBackendsFile([]byte("backends:\n  - {address: 10.0.0.1:80}\n  - {address: 10.0.0.2:80, weight: 3}\n"), "b.yaml")
+	if err != nil || len(bs) != 2 || bs[0].Weight != 1 || bs[1].Weight != 3 {
+		t.Fatalf("%+v %v", bs, err)
+	}
+	for in, want := range map[string]string{
+		"backends:\n  - {address: 10.0.0.1:80, wieght: 3}\n":                  `b.yaml:2: unknown field "wieght" in a backend`,
+		"backends:\n  - {address: 10.0.0.1:80}\n  - {address: 10.0.0.1:80}\n": `b.yaml:3: backends[1].address: backend 10.0.0.1:80 is listed as backends[0] too`,
+		"backends: [\n": "b.yaml",
+		"- 1\n":         "b.yaml:1: a backends file is a mapping with a backends list",
+	} {
+		if _, err := ParseBackendsFile([]byte(in), "b.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
+	}
 }

@@ -129,12 +129,14 @@ var (
 		"Config": "the top level", "Listener": "a listener", "Route": "a route", "Pool": "a pool",
 		"Backend": "a backend", "Timeouts": "timeouts", "Limits": "limits", "Wasm": "wasm", "Admin": "admin",
 		"Health": "health", "ActiveHealth": "active health checks", "PassiveHealth": "passive health checks",
+		"Source": "a discovery source", "EtcdSource": "an etcd source", "PluginSource": "a plugin source", "BackendsFile": "a backends file",
 	}
 	typeByName = map[string]reflect.Type{
 		"Config": reflect.TypeFor[Config](), "Listener": reflect.TypeFor[Listener](), "Route": reflect.TypeFor[Route](),
 		"Pool": reflect.TypeFor[Pool](), "Backend": reflect.TypeFor[Backend](), "Timeouts": reflect.TypeFor[Timeouts](),
 		"Limits": reflect.TypeFor[Limits](), "Wasm": reflect.TypeFor[Wasm](), "Admin": reflect.TypeFor[Admin](), "Health": reflect.TypeFor[Health](),
 		"ActiveHealth": reflect.TypeFor[ActiveHealth](), "PassiveHealth": reflect.TypeFor[PassiveHealth](),
+		"Source": reflect.TypeFor[Source](), "EtcdSource": reflect.TypeFor[EtcdSource](), "PluginSource": reflect.TypeFor[PluginSource](), "BackendsFile": reflect.TypeFor[BackendsFile](),
 	}
 )
 
@@ -227,6 +229,9 @@ func (c *Config) applyDefaults() {
 		}
 		if p.Fallback == "" {
 			p.Fallback = DefaultFallback
+		}
+		for i := range p.Discovery {
+			c.applySourceDefaults(&p.Discovery[i])
 		}
 		if p.MaxIdleConns == 0 {
 			p.MaxIdleConns = DefaultMaxIdleConns
@@ -589,11 +594,24 @@ func (v *validator) validatePool(name string, p *Pool) {
 			v.errorf(append(at, "fetch_allow", i), "%q: %v", a, err)
 		}
 	}
-	if len(p.Backends) == 0 {
-		v.errorf(append(at, "backends"), "at least one backend is required")
+	if len(p.Backends) == 0 && len(p.Discovery) == 0 {
+		v.errorf(append(at, "backends"), "at least one backend is required (or a discovery source)")
 	}
+	v.validateBackends(at, p.Backends)
+	v.validateDiscovery(at, p.Discovery)
+	v.validateHealth(at, &p.Health)
+	if p.MaxIdleConns < 0 {
+		v.errorf(append(at, "max_idle_conns"), "%d is negative", p.MaxIdleConns)
+	}
+	if p.IdleConnTimeout < 0 {
+		v.errorf(append(at, "idle_conn_timeout"), "%s is negative", p.IdleConnTimeout)
+	}
+}
+
+// validateBackends checks a list of backends found at at.backends.
+func (v *validator) validateBackends(at []any, bs []Backend) {
 	seen := map[string]int{}
-	for i, b := range p.Backends {
+	for i, b := range bs {
 		bat := append(append([]any{}, at...), "backends", i)
 		if b.Address == "" {
 			v.errorf(append(bat, "address"), "address is required (host:port)")
@@ -607,13 +625,6 @@ func (v *validator) validatePool(name string, p *Pool) {
 		if b.Weight > MaxWeight {
 			v.errorf(append(bat, "weight"), "%d is more than the maximum weight %d", b.Weight, MaxWeight)
 		}
-	}
-	v.validateHealth(at, &p.Health)
-	if p.MaxIdleConns < 0 {
-		v.errorf(append(at, "max_idle_conns"), "%d is negative", p.MaxIdleConns)
-	}
-	if p.IdleConnTimeout < 0 {
-		v.errorf(append(at, "idle_conn_timeout"), "%s is negative", p.IdleConnTimeout)
 	}
 }
 

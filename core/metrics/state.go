@@ -19,11 +19,21 @@ type ListenerState struct {
 
 // PoolState is one pool.
 type PoolState struct {
-	Name     string
-	Panic    bool  // too few backends healthy: all get traffic
-	InFlight int64 // requests in flight
-	Backends []BackendState
-	Modules  []ModuleState
+	Name      string
+	Panic     bool  // too few backends healthy: all get traffic
+	InFlight  int64 // requests in flight
+	Backends  []BackendState
+	Modules   []ModuleState
+	Discovery []DiscoveryState
+}
+
+// DiscoveryState is one discovery source of a pool.
+type DiscoveryState struct {
+	Source   string // its name: file:PATH, etcd:PREFIX or module:NAME
+	OK       bool   // whether its last look succeeded
+	Backends int    // in its last good set
+	Updates  uint64 // changes of its set
+	Errors   uint64 // looks that failed
 }
 
 // BackendState is one backend of a pool.
@@ -62,35 +72,40 @@ var healthStates = []string{"up", "degraded", "down"}
 type stateCollector struct {
 	snap func() Snapshot
 
-	listenerConns, poolPanic, poolInFlight                           *prometheus.Desc
-	backendHealth, backendEjected, backendEjections, backendInFlight *prometheus.Desc
-	backendPicks, connsOpen, connsCreated, connsReused               *prometheus.Desc
-	moduleCalls, moduleFailures, moduleFallbacks, moduleInstances    *prometheus.Desc
-	reloads, lastReload                                              *prometheus.Desc
+	listenerConns, poolPanic, poolInFlight                            *prometheus.Desc
+	backendHealth, backendEjected, backendEjections, backendInFlight  *prometheus.Desc
+	backendPicks, connsOpen, connsCreated, connsReused                *prometheus.Desc
+	moduleCalls, moduleFailures, moduleFallbacks, moduleInstances     *prometheus.Desc
+	reloads, lastReload                                               *prometheus.Desc
+	discoveryUp, discoveryBackends, discoveryUpdates, discoveryErrors *prometheus.Desc
 }
 
 func newStateCollector(snap func() Snapshot) *stateCollector {
 	pb := []string{"pool", "backend"}
 	mod := moduleLabels
 	return &stateCollector{
-		snap:             snap,
-		listenerConns:    prometheus.NewDesc("wproxy_listener_connections", "Client connections open now.", []string{"listener"}, nil),
-		poolPanic:        prometheus.NewDesc("wproxy_pool_panic", "1 while the pool is in panic mode: too few backends looked healthy, so all get traffic.", []string{"pool"}, nil),
-		poolInFlight:     prometheus.NewDesc("wproxy_pool_requests_in_flight", "Requests in flight through the pool.", []string{"pool"}, nil),
-		backendHealth:    prometheus.NewDesc("wproxy_backend_health", "1 for the backend's health state as active checks see it, 0 for the others.", []string{"pool", "backend", "state"}, nil),
-		backendEjected:   prometheus.NewDesc("wproxy_backend_ejected", "1 while passive checks keep the backend out.", pb, nil),
-		backendEjections: prometheus.NewDesc("wproxy_backend_ejections_total", "Ejections by passive checks.", pb, nil),
-		backendInFlight:  prometheus.NewDesc("wproxy_backend_requests_in_flight", "Requests in flight to the backend.", pb, nil),
-		backendPicks:     prometheus.NewDesc("wproxy_backend_picks_total", "Requests the pool's policy sent to the backend.", pb, nil),
-		connsOpen:        prometheus.NewDesc("wproxy_upstream_connections", "Connections to the backend open now, by state (active: serving a request; idle: pooled).", []string{"pool", "backend", "state"}, nil),
-		connsCreated:     prometheus.NewDesc("wproxy_upstream_connections_created_total", "Connections dialed to the backend.", pb, nil),
-		connsReused:      prometheus.NewDesc("wproxy_upstream_connection_reuses_total", "Requests sent on a pooled connection that had served one before.", pb, nil),
-		moduleCalls:      prometheus.NewDesc("wproxy_module_calls_total", "Calls into the module: picks, or health evaluations.", mod, nil),
-		moduleFailures:   prometheus.NewDesc("wproxy_module_call_failures_total", "Calls that trapped, ran past their time budget or answered nonsense; the instance is replaced.", mod, nil),
-		moduleFallbacks:  prometheus.NewDesc("wproxy_module_fallbacks_total", "Answers the fallback gave because the module failed.", mod, nil),
-		moduleInstances:  prometheus.NewDesc("wproxy_module_instances", "Module instances alive now.", mod, nil),
-		reloads:          prometheus.NewDesc("wproxy_reloads_total", "Configuration reloads, by result (ok or rejected).", []string{"result"}, nil),
-		lastReload:       prometheus.NewDesc("wproxy_config_last_reload_successful", "1 when the last reload was accepted (or none was tried), 0 when it was rejected.", nil, nil),
+		snap:              snap,
+		listenerConns:     prometheus.NewDesc("wproxy_listener_connections", "Client connections open now.", []string{"listener"}, nil),
+		poolPanic:         prometheus.NewDesc("wproxy_pool_panic", "1 while the pool is in panic mode: too few backends looked healthy, so all get traffic.", []string{"pool"}, nil),
+		poolInFlight:      prometheus.NewDesc("wproxy_pool_requests_in_flight", "Requests in flight through the pool.", []string{"pool"}, nil),
+		backendHealth:     prometheus.NewDesc("wproxy_backend_health", "1 for the backend's health state as active checks see it, 0 for the others.", []string{"pool", "backend", "state"}, nil),
+		backendEjected:    prometheus.NewDesc("wproxy_backend_ejected", "1 while passive checks keep the backend out.", pb, nil),
+		backendEjections:  prometheus.NewDesc("wproxy_backend_ejections_total", "Ejections by passive checks.", pb, nil),
+		backendInFlight:   prometheus.NewDesc("wproxy_backend_requests_in_flight", "Requests in flight to the backend.", pb, nil),
+		backendPicks:      prometheus.NewDesc("wproxy_backend_picks_total", "Requests the pool's policy sent to the backend.", pb, nil),
+		connsOpen:         prometheus.NewDesc("wproxy_upstream_connections", "Connections to the backend open now, by state (active: serving a request; idle: pooled).", []string{"pool", "backend", "state"}, nil),
+		connsCreated:      prometheus.NewDesc("wproxy_upstream_connections_created_total", "Connections dialed to the backend.", pb, nil),
+		connsReused:       prometheus.NewDesc("wproxy_upstream_connection_reuses_total", "Requests sent on a pooled connection that had served one before.", pb, nil),
+		moduleCalls:       prometheus.NewDesc("wproxy_module_calls_total", "Calls into the module: picks, or health evaluations.", mod, nil),
+		moduleFailures:    prometheus.NewDesc("wproxy_module_call_failures_total", "Calls that trapped, ran past their time budget or answered nonsense; the instance is replaced.", mod, nil),
+		moduleFallbacks:   prometheus.NewDesc("wproxy_module_fallbacks_total", "Answers the fallback gave because the module failed.", mod, nil),
+		moduleInstances:   prometheus.NewDesc("wproxy_module_instances", "Module instances alive now.", mod, nil),
+		reloads:           prometheus.NewDesc("wproxy_reloads_total", "Configuration reloads, by result (ok or rejected).", []string{"result"}, nil),
+		lastReload:        prometheus.NewDesc("wproxy_config_last_reload_successful", "1 when the last reload was accepted (or none was tried), 0 when it was rejected.", nil, nil),
+		discoveryUp:       prometheus.NewDesc("wproxy_discovery_up", "1 when the discovery source's last look succeeded, 0 while it fails (the pool keeps its last good set).", []string{"pool", "source"}, nil),
+		discoveryBackends: prometheus.NewDesc("wproxy_discovery_backends", "Backends in the discovery source's last good set.", []string{"pool", "source"}, nil),
+		discoveryUpdates:  prometheus.NewDesc("wproxy_discovery_updates_total", "Changes of the discovery source's set.", []string{"pool", "source"}, nil),
+		discoveryErrors:   prometheus.NewDesc("wproxy_discovery_errors_total", "Looks at the discovery source that failed.", []string{"pool", "source"}, nil),
 	}
 }
 
@@ -101,6 +116,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.backendPicks, c.connsOpen, c.connsCreated, c.connsReused,
 		c.moduleCalls, c.moduleFailures, c.moduleFallbacks, c.moduleInstances,
 		c.reloads, c.lastReload,
+		c.discoveryUp, c.discoveryBackends, c.discoveryUpdates, c.discoveryErrors,
 	} {
 		ch <- d
 	}
@@ -138,6 +154,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.moduleFailures, m.Failures, p.Name, m.Module, m.Kind)
 			counter(c.moduleFallbacks, m.Fallbacks, p.Name, m.Module, m.Kind)
 			gauge(c.moduleInstances, float64(m.Instances), p.Name, m.Module, m.Kind)
+		}
+		for _, d := range p.Discovery {
+			gauge(c.discoveryUp, boolValue(d.OK), p.Name, d.Source)
+			gauge(c.discoveryBackends, float64(d.Backends), p.Name, d.Source)
+			counter(c.discoveryUpdates, d.Updates, p.Name, d.Source)
+			counter(c.discoveryErrors, d.Errors, p.Name, d.Source)
 		}
 	}
 	counter(c.reloads, s.Reloads.OK, "ok")

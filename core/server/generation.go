@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
+	"github.com/wproxy/wproxy/core/discovery"
 	"github.com/wproxy/wproxy/core/health"
 	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/core/proxy"
@@ -36,6 +38,10 @@ type poolState struct {
 	pool       *balancer.Pool
 	prober     *health.Prober
 	eval       *healthhost.Evaluator
+	disc       *discovery.Manager // nil without discovery sources
+	onApply    func()             // after discovery changed the members
+	newBackend func(config.Backend) *balancer.Backend
+	applyMu    sync.Mutex
 }
 
 // pools returns the generation's pools by name.
@@ -143,13 +149,8 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 			}
 		}
 	}
-	backends := make([]*balancer.Backend, len(pc.Backends))
-	for i, b := range pc.Backends {
-		if c := carried[b.Address]; c != nil {
-			backends[i] = c
-			continue
-		}
-		backends[i] = &balancer.Backend{
+	ps.newBackend = func(b config.Backend) *balancer.Backend {
+		return &balancer.Backend{
 			Address: b.Address, Weight: b.Weight, Zone: b.Zone, Meta: b.Meta,
 			Conns: upstream.NewConnPool(b.Address, upstream.PoolConfig{
 				MaxIdle:        pc.MaxIdleConns,
@@ -157,6 +158,23 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 				ConnectTimeout: cfg.Timeouts.Connect,
 			}),
 		}
+	}
+	members := pc.Backends
+	if len(pc.Discovery) > 0 {
+		disc, err := s.buildDiscovery(ctx, cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		ps.disc = disc
+		members = disc.Initial(ctx)
+	}
+	backends := make([]*balancer.Backend, len(members))
+	for i, b := range members {
+		if c := carried[b.Address]; c != nil {
+			backends[i] = c
+			continue
+		}
+		backends[i] = ps.newBackend(b)
 	}
 	h := pc.Health
 	rules := health.Rules{
@@ -186,6 +204,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 			at = "policy_config"
 		}
 		closeNewBackends(backends, carried)
+		ps.stopDiscovery()
 		return nil, cfg.ErrorAt(err, "pools", name, at)
 	}
 	ps.pool = pool
@@ -196,6 +215,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 		if err != nil {
 			pool.Close()
 			closeNewBackends(backends, carried)
+			ps.stopDiscovery()
 			return nil, cfg.ErrorAt(err, "pools", name, "health", "active", "evaluator")
 		}
 		eval, err := healthhost.New(mod, a.EvaluatorConfigJSON(), s.logger.With("pool", name))
@@ -206,6 +226,7 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 			}
 			pool.Close()
 			closeNewBackends(backends, carried)
+			ps.stopDiscovery()
 			return nil, cfg.ErrorAt(err, "pools", name, "health", "active", at)
 		}
 		ps.eval = eval
@@ -268,8 +289,9 @@ func (g *generation) closeExcept(old *generation) {
 	}
 }
 
-// close stops the pool's probes, evaluator and module.
+// close stops the pool's discovery, probes, evaluator and module.
 func (ps *poolState) close() {
+	ps.stopDiscovery()
 	if ps.prober != nil {
 		ps.prober.Stop()
 	}
@@ -277,4 +299,53 @@ func (ps *poolState) close() {
 		ps.eval.Close()
 	}
 	ps.pool.Close()
+}
+
+func (ps *poolState) stopDiscovery() {
+	if ps.disc != nil {
+		ps.disc.Stop()
+	}
+}
+
+// start starts what runs beside a pool once its generation serves: probes
+// and discovery.
+func (ps *poolState) start() {
+	if ps.prober != nil {
+		ps.prober.Start()
+	}
+	if ps.disc != nil {
+		ps.disc.Start(ps.applyDiscovered)
+	}
+}
+
+// applyDiscovered makes the merged set of a pool's sources its members:
+// backends that stay keep their health and connections, new ones start
+// healthy, and removed ones close their idle connections (requests in
+// flight on them finish).
+func (ps *poolState) applyDiscovered(set []config.Backend) {
+	ps.applyMu.Lock()
+	defer ps.applyMu.Unlock()
+	current := map[string]*balancer.Backend{}
+	for _, b := range ps.pool.Members() {
+		current[b.Address] = b
+	}
+	members := make([]*balancer.Backend, len(set))
+	for i, b := range set {
+		if c := current[b.Address]; c != nil && c.Weight == b.Weight && c.Zone == b.Zone && reflect.DeepEqual(c.Meta, b.Meta) {
+			members[i] = c
+			delete(current, b.Address)
+			continue
+		}
+		members[i] = ps.newBackend(b)
+	}
+	ps.pool.SetMembers(members)
+	if ps.prober != nil {
+		ps.prober.Sync()
+	}
+	for _, gone := range current {
+		gone.Conns.Close()
+	}
+	if ps.onApply != nil {
+		ps.onApply()
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wproxy/wproxy/core/admin"
+	"github.com/wproxy/wproxy/core/discovery"
 	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/hostabi"
 )
@@ -43,6 +44,11 @@ func (s *Server) snapshot() metrics.Snapshot {
 				Failures: failures, Fallbacks: failures, Instances: 1,
 			})
 		}
+		if ps.disc != nil {
+			for _, d := range ps.disc.Statuses() {
+				pst.Discovery = append(pst.Discovery, metrics.DiscoveryState{Source: d.Source, OK: d.OK, Backends: d.Backends, Updates: d.Updates, Errors: d.Errors})
+			}
+		}
 		for _, b := range p.Members() {
 			h := b.HealthStatus()
 			cs := b.Conns.Stats()
@@ -56,6 +62,17 @@ func (s *Server) snapshot() metrics.Snapshot {
 	}
 	snap.Reloads = metrics.ReloadState{OK: s.reloadsOK.Load(), Rejected: s.reloadsRejected.Load(), LastOK: !s.lastReloadFailed.Load()}
 	return snap
+}
+
+// Discovery returns the status of every pool's discovery sources.
+func (s *Server) Discovery() map[string][]discovery.Status {
+	out := map[string][]discovery.Status{}
+	for name, ps := range s.gen.Load().pools {
+		if ps.disc != nil {
+			out[name] = ps.disc.Statuses()
+		}
+	}
+	return out
 }
 
 // retainMetrics drops the series of what g does not have: listeners,

@@ -176,9 +176,8 @@ func (s *Server) Start() error {
 	s.serving.Add(1)
 	go s.janitor()
 	for _, ps := range s.gen.Load().pools {
-		if ps.prober != nil {
-			ps.prober.Start()
-		}
+		ps.onApply = s.discoveryApplied
+		ps.start()
 	}
 	for _, l := range bound {
 		s.serve(l)
@@ -293,8 +292,9 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 	}
 	if s.started {
 		for name, ps := range g.pools {
-			if old.pools[name] != ps && ps.prober != nil {
-				ps.prober.Start()
+			if old.pools[name] != ps {
+				ps.onApply = s.discoveryApplied
+				ps.start()
 			}
 		}
 	}
@@ -404,6 +404,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.serving.Wait()
 	return errors.Join(errs...)
 }
+
+// discoveryApplied drops the metric series of backends discovery removed.
+func (s *Server) discoveryApplied() { s.retainMetrics(s.gen.Load()) }
 
 // Close releases the pools, the backends' connections and the Wasm runtime
 // without draining; Shutdown calls it.

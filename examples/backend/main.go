@@ -16,11 +16,13 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/wproxy/wproxy/backendkit"
+	"github.com/wproxy/wproxy/backendkit/etcdreg"
 )
 
 // shutdownTimeout bounds the graceful shutdown on SIGTERM.
@@ -50,6 +52,10 @@ type options struct {
 	reexec      bool
 	interval    time.Duration
 	maxInFlight int64
+	etcd        string
+	etcdPrefix  string
+	etcdTTL     time.Duration
+	weight      uint
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -66,6 +72,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.reexec, "reexec", false, "when the watchdog trips, re-execute in place rather than exit with status 75")
 	fs.DurationVar(&o.interval, "interval", time.Second, "sampling interval of the figures and the watchdog")
 	fs.Int64Var(&o.maxInFlight, "max-inflight", 0, "`requests` in flight that count as fully loaded, and above which /health fails; 0 is no limit")
+	fs.StringVar(&o.etcd, "etcd", "", "register in etcd at these comma-separated client `URLs` while serving (see README: Self-registration in etcd)")
+	fs.StringVar(&o.etcdPrefix, "etcd-prefix", "/wproxy/services/demo", "the key `prefix` to register under")
+	fs.DurationVar(&o.etcdTTL, "etcd-ttl", 10*time.Second, "the registration's lease `TTL`")
+	fs.UintVar(&o.weight, "weight", 1, "the `weight` registered")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -161,6 +171,28 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	logger.Info("listening", "addr", ln.Addr().String(), "name", opts.name, "pid", os.Getpid(),
 		"rss_mib", f.RSSBytes>>20, "limit_mib", f.LimitBytes>>20, "limit_source", limitSource,
 		"watchdog_mem", opts.watchdogMem, "watchdog_for", opts.watchdogFor, "reexec", opts.reexec)
+	deregister := func() {}
+	if opts.etcd != "" {
+		reg, err := etcdreg.Register(ctx, etcdreg.Config{
+			Endpoints: strings.Split(opts.etcd, ","), Prefix: opts.etcdPrefix, Address: ln.Addr().String(),
+			TTL: opts.etcdTTL, Weight: uint32(opts.weight), Meta: map[string]string{"name": opts.name}, Logger: logger,
+		})
+		if err != nil {
+			ln.Close()
+			logger.Error("backend: register in etcd: " + err.Error())
+			return 1
+		}
+		var once sync.Once
+		deregister = func() {
+			once.Do(func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				reg.Close(cctx)
+				cancel()
+			})
+		}
+		defer deregister()
+		logger.Info("registered in etcd", "key", reg.Key(), "ttl", opts.etcdTTL)
+	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -169,6 +201,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case <-ctx.Done():
+		// Deregistered first: the proxy stops sending before the server
+		// stops answering.
+		deregister()
 		logger.Info("shutting down", "timeout", shutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		err := srv.Shutdown(sctx)
