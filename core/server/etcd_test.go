@@ -157,3 +157,51 @@ admin: {address: "127.0.0.1:0"}
 		}
 	}
 }
+
+// While etcd is down the pool keeps its set and says so (GET /pools'
+// discovery status, wproxy_discovery_up 0, errors counted); when etcd
+// returns, a change made meanwhile is applied.
+func TestEtcdOutageIsReported(t *testing.T) {
+	etcd := etcdtest.Start(t, etcdtest.Options{})
+	a, b := startHealthBackend(t, "a"), startHealthBackend(t, "b")
+	put := func(addr string) {
+		t.Helper()
+		if out, err := etcd.Ctl("put", "/svc/web/"+addr, fmt.Sprintf(`{"address":%q}`, addr)); err != nil {
+			t.Fatalf("put: %v %s", err, out)
+		}
+	}
+	put(a.addr)
+	url, srv := startProxy(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0", routes: [{pool: p}]}]
+pools:
+  p:
+    backends: []
+    discovery:
+      - etcd: {endpoints: [%s], prefix: /svc/web}
+        interval: 50ms
+admin: {address: "127.0.0.1:0"}
+`, etcd.URL))
+	if got := sendN(t, url, 4); got["a"] != 4 {
+		t.Fatalf("before the outage: %v", got)
+	}
+	etcd.Stop()
+	waitFor(t, "the outage to be reported", func() bool {
+		st := srv.Discovery()["p"]
+		return len(st) == 1 && !st[0].OK && st[0].Errors > 0 && st[0].LastError != ""
+	})
+	if up, _ := metricValue(scrape(t, srv), "wproxy_discovery_up", labels("pool", "p")); up != 0 {
+		t.Fatalf("wproxy_discovery_up = %v during the outage", up)
+	}
+	if got := sendN(t, url, 4); got["a"] != 4 {
+		t.Fatalf("during the outage the pool keeps a: %v", got)
+	}
+	t.Logf("during the outage: %s", srv.Discovery()["p"][0].LastError)
+	etcd.Restart()
+	put(b.addr)
+	back := time.Now()
+	waitFor(t, "b after etcd returned", func() bool { return balanced(srv, b.addr) })
+	t.Logf("etcd back: the new registration routed after %s", time.Since(back).Round(time.Millisecond))
+	if st := srv.Discovery()["p"][0]; !st.OK {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+}
