@@ -8,7 +8,7 @@ POLICIES   := $(patsubst policies-wasm/%/main.go,%,$(wildcard policies-wasm/*/ma
 BIN        := bin/wproxy
 FUZZTIME   ?= 30s
 
-.PHONY: all build wasm test deps bench bench-go bench-peers bench-reload demo fuzz clean
+.PHONY: all build wasm test deps bench bench-go bench-peers bench-reload bench-l4 demo fuzz clean
 
 all: build
 
@@ -65,6 +65,9 @@ bench-peers:
 
 bench-reload:
 	$(GO) run ./bench/reload
+
+bench-l4:
+	./bench/l4/run.sh
 
 demo:
 	$(GO) run ./cmd/wproxy demo

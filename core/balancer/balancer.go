@@ -16,6 +16,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,3 +393,57 @@ func (p *Pool) Close() {
 }
 
 func (p *Pool) String() string { return fmt.Sprintf("pool %q", p.Name) }
+
+// ConnAttrs are the attributes a policy sees for a TCP connection: only its
+// client_ip.
+type ConnAttrs struct{ ClientIP string }
+
+// Attr returns client_ip; a connection has no other attribute.
+func (a ConnAttrs) Attr(name string) (string, bool) {
+	if name == "client_ip" && a.ClientIP != "" {
+		return a.ClientIP, true
+	}
+	return "", false
+}
+
+// PickConn chooses a backend for a TCP connection whose key hashes to hash
+// (hashed false: no key, the policy balances without one), other than not
+// when not is set (a retry after a failed connect: the module picks again
+// and, if it insists, the next backend of the set after it). It counts the
+// connection like Pick; the caller calls Done when it closes.
+func (p *Pool) PickConn(hash uint64, hashed bool, attrs ConnAttrs, not *Backend, now time.Time) (*Backend, error) {
+	var flags uint32
+	if hashed {
+		flags |= hostabi.PickHashPresent
+	}
+	seq := p.seq.Add(1) - 1
+	b, counted, err := p.lb.Pick(hash, seq, rand.Uint64(), flags, attrs, lbhost.ClockAt(now))
+	if err != nil {
+		if errors.Is(err, lbhost.ErrNoEndpoint) {
+			return nil, ErrNoBackend
+		}
+		b, counted = p.fallbackPick(seq, hash, hashed, err), false
+		if b == nil {
+			if p.fallbackKind == "none" {
+				return nil, ErrModuleFailed
+			}
+			return nil, ErrNoBackend
+		}
+	}
+	if not != nil && b == not {
+		if counted {
+			b.Release()
+		}
+		set := p.lb.Set().Items
+		if len(set) < 2 {
+			return nil, ErrNoBackend
+		}
+		b, counted = set[(slices.Index(set, not)+1)%len(set)], false
+	}
+	if !counted {
+		b.inflight.Add(1)
+	}
+	p.inflight.Add(1)
+	b.requests.Add(1)
+	return b, nil
+}

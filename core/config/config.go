@@ -53,11 +53,34 @@ type Listener struct {
 	// Address is host:port to listen on; an empty host means every
 	// interface, port 0 a free port. Required.
 	Address string `yaml:"address"`
-	// Routes send requests to pools. At least one. The most specific route
-	// wins: an exact host before a wildcard host before any host, then the
-	// longest path prefix.
+	// Mode is http (default) or tcp: a tcp listener balances connections
+	// over Pool and copies their bytes both ways (layer 4).
+	Mode string `yaml:"mode"`
+	// Routes send requests to pools (http). At least one. The most
+	// specific route wins: an exact host before a wildcard host before any
+	// host, then the longest path prefix.
 	Routes []Route `yaml:"routes"`
+	// Pool receives a tcp listener's connections. Required for tcp.
+	Pool string `yaml:"pool"`
+	// Hash is a tcp listener's hash key: client_ip (default),
+	// client_ip_port or none (the policy balances without a key).
+	Hash string `yaml:"hash"`
+	// MaxConnections bounds a tcp listener's connections; beyond it the
+	// listener waits before accepting. Default limits.max_connections.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a tcp connection idle both ways this long.
+	// Default 5m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
+
+// Listener modes.
+const (
+	ModeHTTP = "http"
+	ModeTCP  = "tcp"
+)
+
+// DefaultTCPIdleTimeout closes idle tcp connections.
+const DefaultTCPIdleTimeout = 5 * time.Minute
 
 // Route matches requests by host and path prefix.
 type Route struct {

@@ -273,3 +273,29 @@ func TestParseBackendsFile(t *testing.T) {
 		}
 	}
 }
+
+func TestTCPListeners(t *testing.T) {
+	base := "pools:\n  db:\n    backends: [{address: 10.0.0.1:5432}]\nlisteners:\n"
+	cfg, err := Parse([]byte(base+"  - {address: 127.0.0.1:5432, mode: tcp, pool: db}\n"), "c.yaml", ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	if l.Hash != "client_ip" || l.IdleTimeout != DefaultTCPIdleTimeout || l.MaxConnections != DefaultMaxConnections {
+		t.Fatalf("defaults: %+v", l)
+	}
+	for in, want := range map[string]string{
+		"  - {address: 127.0.0.1:5432, mode: tcp}\n":                                 "c.yaml:5: listeners[0].pool: pool is required for mode tcp",
+		"  - {address: 127.0.0.1:5432, mode: tcp, pool: web}\n":                      `listeners[0].pool: unknown pool "web" (pools: db)`,
+		"  - {address: 127.0.0.1:5432, mode: tcp, pool: db, hash: source}\n":         `listeners[0].hash: "source": use client_ip, client_ip_port or none`,
+		"  - {address: 127.0.0.1:5432, mode: tcp, pool: db, routes: [{pool: db}]}\n": "listeners[0].routes: a tcp listener has no routes",
+		"  - {address: 127.0.0.1:5432, mode: udp, pool: db}\n":                       `listeners[0].mode: "udp": use http or tcp`,
+		"  - {address: 127.0.0.1:5432, pool: db, routes: [{pool: db}]}\n":            "listeners[0]: pool, hash, max_connections and idle_timeout are for mode tcp",
+		"  - {address: 127.0.0.1:5432, mode: tcp, pool: db, idle_timeout: 10ms}\n":   "listeners[0].idle_timeout: 10ms is shorter than 1s",
+		"  - {address: 127.0.0.1:5432, mode: tcp, pool: db, max_connections: -1}\n":  "listeners[0].max_connections: -1 is out of range",
+	} {
+		if _, err := Parse([]byte(base+in), "c.yaml", "."); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+}

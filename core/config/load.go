@@ -213,6 +213,17 @@ func (c *Config) applyDefaults() {
 		if l.Name == "" {
 			l.Name = "listener-" + strconv.Itoa(i)
 		}
+		if l.Mode == "" {
+			l.Mode = ModeHTTP
+		}
+		if l.Mode == ModeTCP {
+			if l.Hash == "" {
+				l.Hash = "client_ip"
+			}
+			if l.IdleTimeout == 0 {
+				l.IdleTimeout = DefaultTCPIdleTimeout
+			}
+		}
 		for j := range l.Routes {
 			if l.Routes[j].PathPrefix == "" {
 				l.Routes[j].PathPrefix = "/"
@@ -284,6 +295,11 @@ func (c *Config) applyDefaults() {
 	setInt(&lim.MaxConnections, DefaultMaxConnections)
 	setInt(&lim.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setInt(&lim.MaxRequestLineBytes, min(DefaultMaxRequestLineBytes, lim.MaxHeaderBytes))
+	for i := range c.Listeners {
+		if l := &c.Listeners[i]; l.Mode == ModeTCP && l.MaxConnections == 0 {
+			l.MaxConnections = lim.MaxConnections
+		}
+	}
 	if c.Wasm.MaxMemoryMB == 0 {
 		c.Wasm.MaxMemoryMB = DefaultMaxMemoryMB
 	}
@@ -477,8 +493,36 @@ func (v *validator) validate() {
 		} else {
 			addrs[l.Address] = i
 		}
-		if len(l.Routes) == 0 {
-			v.errorf(append(at, "routes"), "at least one route is required")
+		switch l.Mode {
+		case ModeHTTP:
+			if len(l.Routes) == 0 {
+				v.errorf(append(at, "routes"), "at least one route is required")
+			}
+			if l.Pool != "" || l.Hash != "" || l.IdleTimeout != 0 || l.MaxConnections != 0 {
+				v.errorf(at, "pool, hash, max_connections and idle_timeout are for mode tcp; an http listener has routes")
+			}
+		case ModeTCP:
+			if len(l.Routes) > 0 {
+				v.errorf(append(at, "routes"), "a tcp listener has no routes: it sends every connection to its pool")
+			}
+			if l.Pool == "" {
+				v.errorf(append(at, "pool"), "pool is required for mode tcp")
+			} else if _, ok := c.Pools[l.Pool]; !ok {
+				v.errorf(append(at, "pool"), "unknown pool %q (pools: %s)", l.Pool, strings.Join(c.PoolNames(), ", "))
+			}
+			switch l.Hash {
+			case "client_ip", "client_ip_port", "none":
+			default:
+				v.errorf(append(at, "hash"), "%q: use client_ip, client_ip_port or none", l.Hash)
+			}
+			if l.MaxConnections < 1 || l.MaxConnections > 1_000_000 {
+				v.errorf(append(at, "max_connections"), "%d is out of range 1 to 1000000", l.MaxConnections)
+			}
+			if l.IdleTimeout < time.Second {
+				v.errorf(append(at, "idle_timeout"), "%s is shorter than 1s", l.IdleTimeout)
+			}
+		default:
+			v.errorf(append(at, "mode"), "%q: use http or tcp", l.Mode)
 		}
 		seen := map[[2]string]int{}
 		for j, r := range l.Routes {

@@ -25,7 +25,7 @@ func (s *Server) snapshot() metrics.Snapshot {
 	var snap metrics.Snapshot
 	s.mu.Lock()
 	for _, l := range s.listeners {
-		snap.Listeners = append(snap.Listeners, metrics.ListenerState{Name: l.name, Conns: l.srv.Conns()})
+		snap.Listeners = append(snap.Listeners, metrics.ListenerState{Name: l.name, Conns: l.conns()})
 	}
 	s.mu.Unlock()
 	for _, name := range g.cfg.PoolNames() {

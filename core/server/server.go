@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/wproxy/wproxy/core/balancer"
 	"github.com/wproxy/wproxy/core/config"
 	"github.com/wproxy/wproxy/core/http1"
+	"github.com/wproxy/wproxy/core/l4"
 	"github.com/wproxy/wproxy/core/metrics"
 	"github.com/wproxy/wproxy/core/proxy"
 	"github.com/wproxy/wproxy/hostabi/wasmhost"
@@ -53,9 +55,31 @@ type Server struct {
 type listener struct {
 	name    string
 	addr    string
-	handler *proxy.Handler
-	srv     *http1.Server
+	mode    string
+	handler *proxy.Handler // http
+	srv     *http1.Server  // http
+	tcp     *l4.Proxy      // tcp
+	pool    atomic.Pointer[string]
 	ln      net.Listener
+}
+
+// conns returns the listener's client connections open now.
+func (l *listener) conns() int {
+	if l.tcp != nil {
+		return l.tcp.Conns()
+	}
+	return l.srv.Conns()
+}
+
+// shutdown stops accepting and waits for the connections to end until ctx
+// is done, then closes them.
+func (l *listener) shutdown(ctx context.Context) error {
+	if l.tcp != nil {
+		return l.tcp.Shutdown(ctx)
+	}
+	err := l.srv.Shutdown(ctx)
+	l.handler.CloseTunnels()
+	return err
 }
 
 // Build compiles and initialises every module and creates every pool. Errors
@@ -94,10 +118,25 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 }
 
 func (s *Server) newListener(g *generation, l config.Listener) *listener {
+	if l.Mode == config.ModeTCP {
+		nl := &listener{name: l.Name, addr: l.Address, mode: l.Mode}
+		pool := l.Pool
+		nl.pool.Store(&pool)
+		nl.tcp = l4.New(func() *balancer.Pool {
+			if ps := s.gen.Load().pools[*nl.pool.Load()]; ps != nil {
+				return ps.pool
+			}
+			return nil
+		}, l4.Config{
+			ConnectTimeout: g.cfg.Timeouts.Connect, IdleTimeout: l.IdleTimeout, MaxConns: l.MaxConnections,
+			Hash: l.Hash, Logger: s.logger.With("listener", l.Name),
+		})
+		return nl
+	}
 	h := proxy.New(g.table(l, s.metrics), s.logger.With("listener", l.Name))
 	srv := &http1.Server{Handler: h, Logger: s.logger.With("listener", l.Name)}
 	srv.SetLimits(limits(g.cfg))
-	return &listener{name: l.Name, addr: l.Address, handler: h, srv: srv}
+	return &listener{name: l.Name, addr: l.Address, mode: l.Mode, handler: h, srv: srv}
 }
 
 // limits are what a listener enforces on its clients.
@@ -189,7 +228,16 @@ func (s *Server) serve(l *listener) {
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
-		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
+		var err error
+		if l.tcp != nil {
+			err = l.tcp.Serve(l.ln)
+			if errors.Is(err, net.ErrClosed) {
+				err = nil
+			}
+		} else {
+			err = l.srv.Serve(l.ln)
+		}
+		if err != nil && !errors.Is(err, http1.ErrServerClosed) {
 			s.logger.Error("listener stopped", "listener", l.name, "err", err)
 		}
 	}()
@@ -241,6 +289,19 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 	if cfg.Admin.Address != old.cfg.Admin.Address {
 		return config.Errors{cfg.ErrorAt(errors.New("the admin address cannot change without a restart"), "admin", "address")}
 	}
+	for i, lc := range cfg.Listeners {
+		for _, was := range old.cfg.Listeners {
+			if was.Address != lc.Address || strings.HasSuffix(lc.Address, ":0") {
+				continue
+			}
+			if was.Mode != lc.Mode {
+				return config.Errors{cfg.ErrorAt(fmt.Errorf("a listener's mode cannot change on reload (%s to %s); give it another address", was.Mode, lc.Mode), "listeners", i, "mode")}
+			}
+			if lc.Mode == config.ModeTCP && (was.Hash != lc.Hash || was.IdleTimeout != lc.IdleTimeout || was.MaxConnections != lc.MaxConnections) {
+				return config.Errors{cfg.ErrorAt(errors.New("a tcp listener's hash, idle_timeout and max_connections cannot change on reload (its pool can); give it another address"), "listeners", i)}
+			}
+		}
+	}
 	g, err := s.buildGeneration(ctx, cfg, old)
 	if err != nil {
 		return err
@@ -273,6 +334,11 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 		kept[lc.Address] = true
 		if l, ok := s.listeners[lc.Address]; ok {
 			l.name = lc.Name
+			if l.tcp != nil {
+				pool := lc.Pool
+				l.pool.Store(&pool)
+				continue
+			}
 			l.handler.SetTable(g.table(lc, s.metrics))
 			l.srv.SetLimits(limits(cfg))
 		}
@@ -332,10 +398,7 @@ func (s *Server) retire(old, g *generation, removed []*listener) {
 		defer cancel()
 		var wg sync.WaitGroup
 		for _, l := range removed {
-			wg.Go(func() {
-				l.srv.Shutdown(ctx)
-				l.handler.CloseTunnels()
-			})
+			wg.Go(func() { l.shutdown(ctx) })
 		}
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
@@ -390,10 +453,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(ls))
 	for i, l := range ls {
-		wg.Go(func() {
-			errs[i] = l.srv.Shutdown(ctx)
-			l.handler.CloseTunnels()
-		})
+		wg.Go(func() { errs[i] = l.shutdown(ctx) })
 	}
 	if adm != nil {
 		adm.srv.Close()

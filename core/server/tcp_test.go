@@ -1,0 +1,93 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+// startNamedEcho starts a TCP server that answers each line with its name
+// and the line.
+func startNamedEcho(t *testing.T, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "%s %s\n", name, sc.Text())
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func tcpAsk(t *testing.T, addr, line string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s\n", line)
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(got)
+}
+
+// A tcp listener balances connections over its pool with the pool's
+// policy; a reload can point it at another pool while it keeps listening.
+func TestTCPListener(t *testing.T) {
+	a, b, c := startNamedEcho(t, "a"), startNamedEcho(t, "b"), startNamedEcho(t, "c")
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	conf := func(pool string) string {
+		return fmt.Sprintf(`
+listeners:
+  - {address: %q, mode: tcp, pool: %s, hash: none}
+pools:
+  two: {backends: [{address: %s}, {address: %s}], health: {passive: {disable: true}}}
+  one: {backends: [{address: %s}]}
+`, addr, pool, a, b, c)
+	}
+	dir := t.TempDir()
+	_, srv := startProxyIn(t, dir, conf("two"))
+	seen := map[string]int{}
+	for i := range 10 {
+		got := tcpAsk(t, addr, fmt.Sprint("hello ", i))
+		name, rest, _ := strings.Cut(got, " ")
+		if rest != fmt.Sprint("hello ", i) {
+			t.Fatalf("answer %q", got)
+		}
+		seen[name]++
+	}
+	if seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("round robin over two: %v", seen)
+	}
+	if err := srv.Reload(t.Context(), parseConfig(t, dir, conf("one"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpAsk(t, addr, "after"); got != "c after" {
+		t.Fatalf("after the reload: %q", got)
+	}
+}
