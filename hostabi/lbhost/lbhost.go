@@ -310,10 +310,12 @@ func (b *Balancer[T]) Pick(hash, seq, random uint64, flags uint32, attrs Attrs, 
 	set := in.set
 	idx := int32(in.stack[0])
 	if err == nil && !b.release(s, w) {
-		// The scan abandoned the pick as it returned.
-		err = &wasmhost.CallError{Err: wasmhost.BudgetError(b.pickBudget)}
-	}
-	if err != nil {
+		// The scan abandoned the pick as it returned: the pick ran to its
+		// end (a goroutine descheduled while it held the slot looks like
+		// a long pick), so its answer stands; the instance, interrupted,
+		// goes.
+		b.discard(s, in)
+	} else if err != nil {
 		idx = -2
 		b.discard(s, in)
 		err = fmt.Errorf("module %s: %s: %w", b.mod.Source, hostabi.ExportLBPick, err)
