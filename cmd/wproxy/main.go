@@ -27,8 +27,10 @@ const usage = `wproxy: a load balancer whose balancing policies are WebAssembly 
 Usage:
   wproxy run -config FILE        serve the configuration in FILE
   wproxy validate -config FILE   check FILE and its modules without serving
-  wproxy demo [-listen ADDR] [-admin ADDR]
+  wproxy demo [-listen ADDR] [-admin ADDR] [-tls]
                                  serve a demo with three built-in backends
+                                 (-tls: HTTPS, HTTP/2 and HTTP/3 with a
+                                 self-signed certificate)
   wproxy availability A [A ...]  the availability of servers that fail
                                  independently: 0.99 0.99, 99% 99%, 3x99.5%
   wproxy register -prefix PREFIX -addr HOST:PORT [-etcd URL[,URL...]]
@@ -248,6 +250,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs, level := newFlags("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address of the demo proxy")
 	adminAddr := fs.String("admin", "127.0.0.1:9901", "address of the admin API (empty: none)")
+	useTLS := fs.Bool("tls", false, "serve HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 with a self-signed certificate made at start")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -262,12 +265,44 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer backends.Close()
-	cfg, err := config.Parse(demo.Config(*listen, *adminAddr, backends.Addrs), "demo.yaml (embedded)", "")
+	var certFile, keyFile string
+	if *useTLS {
+		// The certificate is made now; the configuration names files, so
+		// it is written to a directory removed when the demo ends.
+		dir, err := os.MkdirTemp("", "wproxy-demo-tls-")
+		if err != nil {
+			fmt.Fprintln(stderr, "wproxy demo:", err)
+			return exitFail
+		}
+		defer os.RemoveAll(dir)
+		if certFile, keyFile, err = demo.WriteSelfSigned(dir); err != nil {
+			fmt.Fprintln(stderr, "wproxy demo:", err)
+			return exitFail
+		}
+	}
+	cfg, err := config.Parse(demo.TLSConfig(*listen, *adminAddr, backends.Addrs, certFile, keyFile), "demo.yaml (embedded)", "")
 	if err != nil {
 		return configError(stderr, err)
 	}
 	return serve(cfg, logger, stderr, func(srv *server.Server) {
 		addr := srv.Addrs()[0]
+		if *useTLS {
+			fmt.Fprintf(stdout, `wproxy demo: proxy on https://%s (HTTP/1.1 and HTTP/2) and HTTP/3 on UDP port %s,
+with a self-signed certificate for localhost and 127.0.0.1, balancing with the round_robin module over
+  backend-1 %s (weight 3)
+  backend-2 %s (weight 1)
+  backend-3 %s (weight 1)
+
+Try (-k: the certificate is self-signed):
+  curl -k -i https://%s/
+  curl -k -i --http1.1 https://%s/
+  curl -k -i --http3 https://%s/      (needs a curl built with HTTP/3 support)
+Each response names its backend in the X-Demo-Backend header and the body;
+HTTPS responses advertise HTTP/3 with Alt-Svc.
+%sStop with Ctrl-C (SIGINT) or SIGTERM; in-flight requests finish first.
+`, addr, portOf(addr), backends.Addrs[0], backends.Addrs[1], backends.Addrs[2], addr, addr, addr, adminLine(srv))
+			return
+		}
 		fmt.Fprintf(stdout, `wproxy demo: proxy on http://%s, balancing with the round_robin module over
   backend-1 %s (weight 3)
   backend-2 %s (weight 1)
@@ -280,6 +315,14 @@ Each response names its backend in the X-Demo-Backend header and the body.
 %sStop with Ctrl-C (SIGINT) or SIGTERM; in-flight requests finish first.
 `, addr, backends.Addrs[0], backends.Addrs[1], backends.Addrs[2], addr, strings.TrimSpace(addr), adminLine(srv))
 	})
+}
+
+// portOf returns the port of host:port.
+func portOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
 }
 
 func adminLine(srv *server.Server) string {

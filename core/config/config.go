@@ -13,6 +13,7 @@ package config
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -45,7 +46,8 @@ type Config struct {
 	root *yaml.Node // the document, for the line numbers of messages
 }
 
-// Listener is an HTTP/1.1 listener and its routes.
+// Listener is an HTTP listener (HTTP/1.1; HTTP/2 and HTTP/3 with TLS, or
+// h2c) and its routes, or a tcp listener and its pool.
 type Listener struct {
 	// Name identifies the listener in logs. Default "listener-N" (N from 0
 	// in file order). Unique.
@@ -71,6 +73,55 @@ type Listener struct {
 	// IdleTimeout closes a tcp connection idle both ways this long.
 	// Default 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TLS serves an http listener over TLS, with HTTP/2 and HTTP/1.1 chosen
+	// by ALPN. Default none (plain HTTP/1.1).
+	TLS *TLS `yaml:"tls"`
+	// H2C lets a plain http listener accept HTTP/2 cleartext with prior
+	// knowledge besides HTTP/1.1.
+	H2C bool `yaml:"h2c"`
+	// HTTP3 also serves HTTP/3 over QUIC on the UDP port of the same number
+	// (tls only), advertised by Alt-Svc on the TLS responses.
+	HTTP3 bool `yaml:"http3"`
+}
+
+// TLS is a listener's certificates: CertFile and KeyFile, and any number of
+// Certificates besides. The client's server name (SNI) picks among them by
+// the names they are valid for; the first is the default.
+type TLS struct {
+	// CertFile is a PEM certificate chain, with KeyFile.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string `yaml:"key_file"`
+	// Certificates are more certificate and key pairs.
+	Certificates []CertPair `yaml:"certificates"`
+}
+
+// CertPair is a certificate chain and its private key, PEM files.
+type CertPair struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Pairs returns the TLS certificate pairs in order, their paths resolved
+// against dir.
+func (t *TLS) Pairs(dir string) []CertPair {
+	if t == nil {
+		return nil
+	}
+	resolve := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) && dir != "" {
+			return filepath.Join(dir, p)
+		}
+		return p
+	}
+	var ps []CertPair
+	if t.CertFile != "" || t.KeyFile != "" {
+		ps = append(ps, CertPair{resolve(t.CertFile), resolve(t.KeyFile)})
+	}
+	for _, c := range t.Certificates {
+		ps = append(ps, CertPair{resolve(c.CertFile), resolve(c.KeyFile)})
+	}
+	return ps
 }
 
 // Listener modes.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,14 +130,14 @@ var (
 		"Config": "the top level", "Listener": "a listener", "Route": "a route", "Pool": "a pool",
 		"Backend": "a backend", "Timeouts": "timeouts", "Limits": "limits", "Wasm": "wasm", "Admin": "admin",
 		"Health": "health", "ActiveHealth": "active health checks", "PassiveHealth": "passive health checks",
-		"Source": "a discovery source", "EtcdSource": "an etcd source", "PluginSource": "a plugin source", "BackendsFile": "a backends file",
+		"TLS": "a listener's tls", "CertPair": "a certificate", "Source": "a discovery source", "EtcdSource": "an etcd source", "PluginSource": "a plugin source", "BackendsFile": "a backends file",
 	}
 	typeByName = map[string]reflect.Type{
 		"Config": reflect.TypeFor[Config](), "Listener": reflect.TypeFor[Listener](), "Route": reflect.TypeFor[Route](),
 		"Pool": reflect.TypeFor[Pool](), "Backend": reflect.TypeFor[Backend](), "Timeouts": reflect.TypeFor[Timeouts](),
 		"Limits": reflect.TypeFor[Limits](), "Wasm": reflect.TypeFor[Wasm](), "Admin": reflect.TypeFor[Admin](), "Health": reflect.TypeFor[Health](),
 		"ActiveHealth": reflect.TypeFor[ActiveHealth](), "PassiveHealth": reflect.TypeFor[PassiveHealth](),
-		"Source": reflect.TypeFor[Source](), "EtcdSource": reflect.TypeFor[EtcdSource](), "PluginSource": reflect.TypeFor[PluginSource](), "BackendsFile": reflect.TypeFor[BackendsFile](),
+		"TLS": reflect.TypeFor[TLS](), "CertPair": reflect.TypeFor[CertPair](), "Source": reflect.TypeFor[Source](), "EtcdSource": reflect.TypeFor[EtcdSource](), "PluginSource": reflect.TypeFor[PluginSource](), "BackendsFile": reflect.TypeFor[BackendsFile](),
 	}
 )
 
@@ -501,6 +502,7 @@ func (v *validator) validate() {
 			if l.Pool != "" || l.Hash != "" || l.IdleTimeout != 0 || l.MaxConnections != 0 {
 				v.errorf(at, "pool, hash, max_connections and idle_timeout are for mode tcp; an http listener has routes")
 			}
+			v.validateListenerTLS(at, l)
 		case ModeTCP:
 			if len(l.Routes) > 0 {
 				v.errorf(append(at, "routes"), "a tcp listener has no routes: it sends every connection to its pool")
@@ -520,6 +522,9 @@ func (v *validator) validate() {
 			}
 			if l.IdleTimeout < time.Second {
 				v.errorf(append(at, "idle_timeout"), "%s is shorter than 1s", l.IdleTimeout)
+			}
+			if l.TLS != nil || l.H2C || l.HTTP3 {
+				v.errorf(at, "tls, h2c and http3 are for mode http; a tcp listener copies bytes (TLS passes through)")
 			}
 		default:
 			v.errorf(append(at, "mode"), "%q: use http or tcp", l.Mode)
@@ -593,6 +598,55 @@ func (v *validator) validate() {
 		if b.d < time.Millisecond || b.d > MaxBudget {
 			v.errorf([]any{"wasm", b.field}, "%s is out of range 1ms to %s", b.d, MaxBudget)
 		}
+	}
+}
+
+// validateListenerTLS checks an http listener's tls, h2c and http3: every
+// certificate pair exists and loads as a pair.
+func (v *validator) validateListenerTLS(at []any, l *Listener) {
+	if l.H2C && l.TLS != nil {
+		v.errorf(append(at, "h2c"), "h2c is for a plain listener; a tls listener offers HTTP/2 by ALPN")
+	}
+	if l.HTTP3 && l.TLS == nil {
+		v.errorf(append(at, "http3"), "http3 needs tls (QUIC is always encrypted)")
+	}
+	if l.TLS == nil {
+		return
+	}
+	tat := append(append([]any{}, at...), "tls")
+	if l.TLS.CertFile == "" && l.TLS.KeyFile == "" && len(l.TLS.Certificates) == 0 {
+		v.errorf(tat, "tls needs a certificate: cert_file and key_file, or certificates")
+		return
+	}
+	check := func(pat []any, cert, key string) {
+		if cert == "" || key == "" {
+			v.errorf(pat, "cert_file and key_file go together")
+			return
+		}
+		resolve := func(p string) string {
+			if !filepath.IsAbs(p) {
+				return filepath.Join(v.c.Dir, p)
+			}
+			return p
+		}
+		ok := true
+		for _, f := range []struct{ field, path string }{{"cert_file", cert}, {"key_file", key}} {
+			if _, err := os.Stat(resolve(f.path)); err != nil {
+				v.errorf(append(append([]any{}, pat...), f.field), "%v", err)
+				ok = false
+			}
+		}
+		if ok {
+			if _, err := tls.LoadX509KeyPair(resolve(cert), resolve(key)); err != nil {
+				v.errorf(append(append([]any{}, pat...), "cert_file"), "%s and %s do not load as a certificate and its key: %v", cert, key, err)
+			}
+		}
+	}
+	if l.TLS.CertFile != "" || l.TLS.KeyFile != "" {
+		check(tat, l.TLS.CertFile, l.TLS.KeyFile)
+	}
+	for j, c := range l.TLS.Certificates {
+		check(append(append([]any{}, tat...), "certificates", j), c.CertFile, c.KeyFile)
 	}
 }
 

@@ -109,7 +109,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, tm *Timeouts, pool *balancer.Pool, b *balancer.Backend, now time.Time, o *outcome) {
 	defer func() { pool.Done(b) }() // b changes on a retry
 	ctx := r.Context()
-	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: h.proto}
+	proto := h.proto
+	if r.TLS != nil {
+		proto = "https"
+	}
+	req := upstream.Request{Request: r, ForwardedFor: forwardedFor(r), Proto: proto}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	if hasBody && tm.ClientBody > 0 {
 		rc := http.NewResponseController(w)

@@ -16,11 +16,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/wproxy/wproxy/core/admin"
 	"github.com/wproxy/wproxy/core/balancer"
@@ -57,16 +60,27 @@ type listener struct {
 	addr    string
 	mode    string
 	handler *proxy.Handler // http
-	srv     *http1.Server  // http
+	srv     *http1.Server  // http, plain
 	tcp     *l4.Proxy      // tcp
 	pool    atomic.Pointer[string]
 	ln      net.Listener
+
+	// tls or h2c (tls.go): net/http's server, and HTTP/3 beside it.
+	hs       *http.Server
+	hconns   atomic.Int64 // hs's connections, by its ConnState
+	maxConns int
+	h3       *http3.Server
+	pc       net.PacketConn         // h3's UDP socket
+	altSvc   atomic.Pointer[string] // the Alt-Svc header advertising h3
 }
 
 // conns returns the listener's client connections open now.
 func (l *listener) conns() int {
 	if l.tcp != nil {
 		return l.tcp.Conns()
+	}
+	if l.hs != nil {
+		return int(l.hconns.Load())
 	}
 	return l.srv.Conns()
 }
@@ -76,6 +90,9 @@ func (l *listener) conns() int {
 func (l *listener) shutdown(ctx context.Context) error {
 	if l.tcp != nil {
 		return l.tcp.Shutdown(ctx)
+	}
+	if l.hs != nil {
+		return l.shutdownNetHTTP(ctx)
 	}
 	err := l.srv.Shutdown(ctx)
 	l.handler.CloseTunnels()
@@ -111,13 +128,19 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 		return nil, err
 	}
 	s.gen.Store(g)
-	for _, l := range cfg.Listeners {
-		s.listeners[l.Address] = s.newListener(g, l)
+	for i, l := range cfg.Listeners {
+		nl, err := s.newListener(g, l)
+		if err != nil {
+			g.closeExcept(nil)
+			rt.Close(ctx)
+			return nil, config.Errors{cfg.ErrorAt(err, "listeners", i, "tls")}
+		}
+		s.listeners[l.Address] = nl
 	}
 	return s, nil
 }
 
-func (s *Server) newListener(g *generation, l config.Listener) *listener {
+func (s *Server) newListener(g *generation, l config.Listener) (*listener, error) {
 	if l.Mode == config.ModeTCP {
 		nl := &listener{name: l.Name, addr: l.Address, mode: l.Mode}
 		pool := l.Pool
@@ -131,12 +154,15 @@ func (s *Server) newListener(g *generation, l config.Listener) *listener {
 			ConnectTimeout: g.cfg.Timeouts.Connect, IdleTimeout: l.IdleTimeout, MaxConns: l.MaxConnections,
 			Hash: l.Hash, Logger: s.logger.With("listener", l.Name),
 		})
-		return nl
+		return nl, nil
 	}
 	h := proxy.New(g.table(l, s.metrics), s.logger.With("listener", l.Name))
+	if netHTTP(l) {
+		return s.newNetHTTPListener(g, l, h)
+	}
 	srv := &http1.Server{Handler: h, Logger: s.logger.With("listener", l.Name)}
 	srv.SetLimits(limits(g.cfg))
-	return &listener{name: l.Name, addr: l.Address, mode: l.Mode, handler: h, srv: srv}
+	return &listener{name: l.Name, addr: l.Address, mode: l.Mode, handler: h, srv: srv}, nil
 }
 
 // limits are what a listener enforces on its clients.
@@ -186,18 +212,15 @@ func (s *Server) Start() error {
 	var bound []*listener
 	fail := func(err error) error {
 		for _, l := range bound {
-			l.ln.Close()
-			l.ln = nil
+			l.closeSockets()
 		}
 		return err
 	}
 	for i, lc := range cfg.Listeners {
 		l := s.listeners[lc.Address]
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
+		if err := l.bind(); err != nil {
 			return fail(cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address"))
 		}
-		l.ln = ln
 		bound = append(bound, l)
 	}
 	if a := cfg.Admin.ListenAddress(); a != "" {
@@ -225,6 +248,11 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) serve(l *listener) {
+	if l.hs != nil {
+		s.logger.Info("listening", "listener", l.name, "address", l.ln.Addr().String(), "tls", l.hs.TLSConfig != nil)
+		s.serveNetHTTP(l)
+		return
+	}
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
@@ -300,6 +328,9 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 			if lc.Mode == config.ModeTCP && (was.Hash != lc.Hash || was.IdleTimeout != lc.IdleTimeout || was.MaxConnections != lc.MaxConnections) {
 				return config.Errors{cfg.ErrorAt(errors.New("a tcp listener's hash, idle_timeout and max_connections cannot change on reload (its pool can); give it another address"), "listeners", i)}
 			}
+			if !sameProtocols(was, lc) {
+				return config.Errors{cfg.ErrorAt(errors.New("a listener's tls, h2c and http3 cannot change on reload; give it another address"), "listeners", i)}
+			}
 		}
 	}
 	g, err := s.buildGeneration(ctx, cfg, old)
@@ -312,17 +343,22 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 		if _, ok := s.listeners[lc.Address]; ok {
 			continue
 		}
-		l := s.newListener(g, lc)
+		l, err := s.newListener(g, lc)
+		if err != nil {
+			for _, a := range added {
+				a.closeSockets()
+			}
+			g.closeExcept(old)
+			return config.Errors{cfg.ErrorAt(err, "listeners", i, "tls")}
+		}
 		if s.started {
-			ln, err := net.Listen("tcp", lc.Address)
-			if err != nil {
+			if err := l.bind(); err != nil {
 				for _, a := range added {
-					a.ln.Close()
+					a.closeSockets()
 				}
 				g.closeExcept(old)
 				return config.Errors{cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address")}
 			}
-			l.ln = ln
 		}
 		added[lc.Address] = l
 	}
@@ -340,7 +376,9 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 				continue
 			}
 			l.handler.SetTable(g.table(lc, s.metrics))
-			l.srv.SetLimits(limits(cfg))
+			if l.srv != nil {
+				l.srv.SetLimits(limits(cfg))
+			}
 		}
 	}
 	var removed []*listener
