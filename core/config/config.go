@@ -124,6 +124,12 @@ func (t *TLS) Pairs(dir string) []CertPair {
 	return ps
 }
 
+// Pool upstream protocols.
+const (
+	UpstreamHTTP1 = "http1"
+	UpstreamH2C   = "h2c"
+)
+
 // Listener modes.
 const (
 	ModeHTTP = "http"
@@ -177,6 +183,10 @@ type Pool struct {
 	// IdleConnTimeout closes an upstream connection idle for this long.
 	// Keep it below the backends' own keep-alive timeout. Default 60s.
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+	// UpstreamProtocol is how requests reach the backends: http1 (default,
+	// HTTP/1.1) or h2c (HTTP/2 cleartext with prior knowledge, as gRPC
+	// servers speak without TLS; trailers pass through).
+	UpstreamProtocol string `yaml:"upstream_protocol"`
 	// Health decides which backends receive requests.
 	Health Health `yaml:"health"`
 
@@ -361,23 +371,24 @@ const (
 	DefaultMaxHeaderBytes      = 64 << 10
 	DefaultMaxRequestLineBytes = 8 << 10
 
-	DefaultPolicy          = "round_robin"
-	DefaultFallback        = "round_robin"
-	DefaultWeight          = 1
-	MaxWeight              = 1_000_000
-	DefaultMaxIdleConns    = 64
-	DefaultIdleConnTimeout = 60 * time.Second
-	DefaultConnect         = 5 * time.Second
-	DefaultResponseHeader  = 60 * time.Second
-	DefaultClientHeader    = 10 * time.Second
-	DefaultClientBody      = 60 * time.Second
-	DefaultClientIdle      = 120 * time.Second
-	DefaultShutdown        = 30 * time.Second
-	DefaultMaxMemoryMB     = 64
-	DefaultPickBudget      = 20 * time.Millisecond
-	DefaultCallBudget      = time.Second
-	DefaultInitBudget      = 5 * time.Second
-	MaxBudget              = time.Minute
+	DefaultPolicy           = "round_robin"
+	DefaultFallback         = "round_robin"
+	DefaultUpstreamProtocol = UpstreamHTTP1
+	DefaultWeight           = 1
+	MaxWeight               = 1_000_000
+	DefaultMaxIdleConns     = 64
+	DefaultIdleConnTimeout  = 60 * time.Second
+	DefaultConnect          = 5 * time.Second
+	DefaultResponseHeader   = 60 * time.Second
+	DefaultClientHeader     = 10 * time.Second
+	DefaultClientBody       = 60 * time.Second
+	DefaultClientIdle       = 120 * time.Second
+	DefaultShutdown         = 30 * time.Second
+	DefaultMaxMemoryMB      = 64
+	DefaultPickBudget       = 20 * time.Millisecond
+	DefaultCallBudget       = time.Second
+	DefaultInitBudget       = 5 * time.Second
+	MaxBudget               = time.Minute
 
 	DefaultPanicThreshold      = 50
 	DefaultDegradedWeight      = 25

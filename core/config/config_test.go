@@ -118,6 +118,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown discovery module", "    policy: round_robin", "    policy: round_robin\n    discovery: [{module: consul}]", `pools.api.discovery[0].module: unknown discovery module "consul" (built in: etcd)`, ""},
 		{"missing discovery file", "    policy: round_robin", "    policy: round_robin\n    discovery: [{file: nope.yaml}]", `pools.api.discovery[0].file: stat nope.yaml: no such file or directory`, ""},
 		{"unknown fallback", "    policy: round_robin", "    policy: round_robin\n    fallback: first", `c.yaml:13: pools.api.fallback: "first" is not a fallback: use round_robin, random, hash or none`, ""},
+		{"unknown upstream protocol", "    policy: round_robin", "    policy: round_robin\n    upstream_protocol: h2", `c.yaml:13: pools.api.upstream_protocol: "h2" is not an upstream protocol: use http1 or h2c`, ""},
 		{"pick budget too short", "timeouts:", "wasm: {pick_budget: 100us}\ntimeouts:", `c.yaml:23: wasm.pick_budget: 100µs is out of range 1ms to 1m0s`, ""},
 		{"negative call budget", "timeouts:", "wasm: {call_budget: -1s}\ntimeouts:", `c.yaml:23: wasm.call_budget: -1s is out of range 1ms to 1m0s`, ""},
 		{"init budget too long", "timeouts:", "wasm: {init_budget: 2h}\ntimeouts:", `c.yaml:23: wasm.init_budget: 2h0m0s is out of range 1ms to 1m0s`, ""},

@@ -242,6 +242,9 @@ func (c *Config) applyDefaults() {
 		if p.Fallback == "" {
 			p.Fallback = DefaultFallback
 		}
+		if p.UpstreamProtocol == "" {
+			p.UpstreamProtocol = DefaultUpstreamProtocol
+		}
 		for i := range p.Discovery {
 			c.applySourceDefaults(&p.Discovery[i])
 		}
@@ -677,6 +680,11 @@ func (v *validator) validatePool(name string, p *Pool) {
 	case "round_robin", "random", "hash", "none":
 	default:
 		v.errorf(append(at, "fallback"), "%q is not a fallback: use round_robin, random, hash or none", p.Fallback)
+	}
+	switch p.UpstreamProtocol {
+	case UpstreamHTTP1, UpstreamH2C:
+	default:
+		v.errorf(append(at, "upstream_protocol"), "%q is not an upstream protocol: use http1 or h2c", p.UpstreamProtocol)
 	}
 	p.hashKey = p.hashKey[:0]
 	for i, k := range p.HashKey {

@@ -88,6 +88,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Deferred, so that a response cut short (the handler panics with
 	// http.ErrAbortHandler) is counted too.
 	defer func() { route.Series.For(o.backend).Observe(o.status, time.Since(now)) }()
+	if route.H2C != nil {
+		h.forwardH2(w, r, &tab.Timeouts, route.Pool, route.H2C, b, now, &o)
+		return
+	}
 	h.forward(w, r, &tab.Timeouts, route.Pool, b, now, &o)
 }
 

@@ -15,6 +15,9 @@ type Route struct {
 	// PathPrefix matches paths that start with it.
 	PathPrefix string
 	Pool       *balancer.Pool
+	// H2C, when set, forwards the route's requests over HTTP/2 cleartext
+	// (the pool's upstream_protocol h2c) instead of HTTP/1.1.
+	H2C *H2C
 	// Series counts the route's requests; nil counts nothing.
 	Series *metrics.RouteSeries
 }

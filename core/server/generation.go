@@ -36,6 +36,7 @@ type poolState struct {
 	evalSource string   // the evaluator's name or file
 	connect    time.Duration
 	pool       *balancer.Pool
+	h2c        *proxy.H2C // the backends' HTTP/2 transports (upstream_protocol h2c)
 	prober     *health.Prober
 	eval       *healthhost.Evaluator
 	disc       *discovery.Manager // nil without discovery sources
@@ -57,7 +58,7 @@ func (g *generation) poolMap() map[string]*balancer.Pool {
 func (g *generation) table(l config.Listener, m *metrics.Metrics) *proxy.Table {
 	routes := make([]proxy.Route, len(l.Routes))
 	for i, r := range l.Routes {
-		routes[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: g.pools[r.Pool].pool,
+		routes[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: g.pools[r.Pool].pool, H2C: g.pools[r.Pool].h2c,
 			Series: m.Route(l.Name, metrics.RouteLabel(r.Host, r.PathPrefix), r.Pool)}
 	}
 	return &proxy.Table{
@@ -208,6 +209,9 @@ func (s *Server) buildPool(ctx context.Context, cfg *config.Config, name string,
 		return nil, cfg.ErrorAt(err, "pools", name, at)
 	}
 	ps.pool = pool
+	if pc.UpstreamProtocol == config.UpstreamH2C {
+		ps.h2c = proxy.NewH2C(cfg.Timeouts.Connect, pc.IdleConnTimeout)
+	}
 	// Carried-over backends keep their health; a new pool must see it.
 	pool.Refresh()
 	if a := h.Active; a != nil {
@@ -299,6 +303,9 @@ func (ps *poolState) close() {
 		ps.eval.Close()
 	}
 	ps.pool.Close()
+	if ps.h2c != nil {
+		ps.h2c.Close()
+	}
 }
 
 func (ps *poolState) stopDiscovery() {

@@ -74,6 +74,16 @@ type listener struct {
 	altSvc   atomic.Pointer[string] // the Alt-Svc header advertising h3
 }
 
+// listenerKey identifies a listener across reloads: its address, or, for
+// a free port (:0), which several listeners may ask for, its address and
+// name.
+func listenerKey(l config.Listener) string {
+	if strings.HasSuffix(l.Address, ":0") {
+		return l.Address + "#" + l.Name
+	}
+	return l.Address
+}
+
 // conns returns the listener's client connections open now.
 func (l *listener) conns() int {
 	if l.tcp != nil {
@@ -135,7 +145,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Serve
 			rt.Close(ctx)
 			return nil, config.Errors{cfg.ErrorAt(err, "listeners", i, "tls")}
 		}
-		s.listeners[l.Address] = nl
+		s.listeners[listenerKey(l)] = nl
 	}
 	return s, nil
 }
@@ -217,7 +227,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	for i, lc := range cfg.Listeners {
-		l := s.listeners[lc.Address]
+		l := s.listeners[listenerKey(lc)]
 		if err := l.bind(); err != nil {
 			return fail(cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address"))
 		}
@@ -279,7 +289,7 @@ func (s *Server) Addrs() []string {
 	cfg := s.gen.Load().cfg
 	addrs := make([]string, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
-		if l := s.listeners[lc.Address]; l != nil && l.ln != nil {
+		if l := s.listeners[listenerKey(lc)]; l != nil && l.ln != nil {
 			addrs[i] = l.ln.Addr().String()
 		}
 	}
@@ -340,7 +350,7 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 	// Bind the listeners this configuration adds, before any swap.
 	added := map[string]*listener{}
 	for i, lc := range cfg.Listeners {
-		if _, ok := s.listeners[lc.Address]; ok {
+		if _, ok := s.listeners[listenerKey(lc)]; ok {
 			continue
 		}
 		l, err := s.newListener(g, lc)
@@ -360,15 +370,15 @@ func (s *Server) reload(ctx context.Context, cfg *config.Config) error {
 				return config.Errors{cfg.ErrorAt(fmt.Errorf("cannot listen: %w", err), "listeners", i, "address")}
 			}
 		}
-		added[lc.Address] = l
+		added[listenerKey(lc)] = l
 	}
 
 	// Swap.
 	s.gen.Store(g)
 	kept := map[string]bool{}
 	for _, lc := range cfg.Listeners {
-		kept[lc.Address] = true
-		if l, ok := s.listeners[lc.Address]; ok {
+		kept[listenerKey(lc)] = true
+		if l, ok := s.listeners[listenerKey(lc)]; ok {
 			l.name = lc.Name
 			if l.tcp != nil {
 				pool := lc.Pool

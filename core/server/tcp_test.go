@@ -91,3 +91,40 @@ pools:
 		t.Fatalf("after the reload: %q", got)
 	}
 }
+
+// Two listeners that both ask for a free port are two listeners, each with
+// its own routes, also after a reload.
+func TestTwoFreePortListeners(t *testing.T) {
+	a, c := startNamedEcho(t, "a"), startNamedEcho(t, "c")
+	conf := fmt.Sprintf(`
+listeners:
+  - {name: one, address: "127.0.0.1:0", mode: tcp, pool: pa}
+  - {name: two, address: "127.0.0.1:0", mode: tcp, pool: pc}
+pools:
+  pa: {backends: [{address: %s}]}
+  pc: {backends: [{address: %s}]}
+`, a, c)
+	dir := t.TempDir()
+	_, srv := startProxyIn(t, dir, conf)
+	addrs := srv.Addrs()
+	if len(addrs) != 2 || addrs[0] == addrs[1] {
+		t.Fatalf("addresses %v", addrs)
+	}
+	check := func() {
+		t.Helper()
+		if got := tcpAsk(t, addrs[0], "x"); got != "a x" {
+			t.Fatalf("listener one: %q", got)
+		}
+		if got := tcpAsk(t, addrs[1], "x"); got != "c x" {
+			t.Fatalf("listener two: %q", got)
+		}
+	}
+	check()
+	if err := srv.Reload(t.Context(), parseConfig(t, dir, conf)); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Addrs(); got[0] != addrs[0] || got[1] != addrs[1] {
+		t.Fatalf("after a reload: %v, before %v", got, addrs)
+	}
+	check()
+}
