@@ -8,7 +8,7 @@ POLICIES   := $(patsubst policies-wasm/%/main.go,%,$(wildcard policies-wasm/*/ma
 BIN        := bin/wproxy
 FUZZTIME   ?= 30s
 
-.PHONY: all build wasm test deps bench bench-go bench-peers bench-reload bench-l4 demo fuzz clean
+.PHONY: all build wasm test deps bench bench-go bench-peers bench-reload bench-l4 bench-h2 bench-h3 demo fuzz clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench-reload:
 
 bench-l4:
 	./bench/l4/run.sh
+
+bench-h2:
+	./bench/h2/run.sh
+
+bench-h3:
+	./bench/h3/run.sh
 
 demo:
 	$(GO) run ./cmd/wproxy demo
