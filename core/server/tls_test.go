@@ -166,7 +166,7 @@ func TestTLSHTTP1AndHTTP2(t *testing.T) {
 	}
 	// Two clients with a kept-alive connection each.
 	srv.mu.Lock()
-	l := srv.listeners["127.0.0.1:0"]
+	l := srv.listeners[listenerKey(srv.Config().Listeners[0])]
 	srv.mu.Unlock()
 	if n := l.conns(); n != 2 {
 		t.Errorf("listener connections %d, want 2", n)
