@@ -67,7 +67,7 @@ admin: {address: "127.0.0.1:0"}
 	calls, _ := metricValue(fams, "wproxy_module_calls_total", pool)
 	// Three picks in five fail, unless the module was suspended after
 	// failing repeatedly: then the fallback answers without a call.
-	if failures < 10 || fallbacks < failures || calls < failures {
+	if failures < 3 || fallbacks < failures || calls < failures {
 		t.Fatalf("calls %v, failures %v, fallbacks %v for %d requests", calls, failures, fallbacks, clients*each)
 	}
 	t.Logf("%d requests: %v calls, %v failures, %v fallbacks; served %v", clients*each, calls, failures, fallbacks, served)
