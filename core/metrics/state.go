@@ -15,6 +15,14 @@ type Snapshot struct {
 type ListenerState struct {
 	Name  string
 	Conns int // client connections open now
+	// TCP is set for a tcp (layer-4) listener.
+	TCP *TCPState
+}
+
+// TCPState counts a tcp listener's connections and bytes.
+type TCPState struct {
+	Accepted, ConnectFailures uint64
+	BytesIn, BytesOut         uint64 // client to backend, backend to client
 }
 
 // PoolState is one pool.
@@ -78,34 +86,38 @@ type stateCollector struct {
 	moduleCalls, moduleFailures, moduleFallbacks, moduleInstances     *prometheus.Desc
 	reloads, lastReload                                               *prometheus.Desc
 	discoveryUp, discoveryBackends, discoveryUpdates, discoveryErrors *prometheus.Desc
+	tcpAccepted, tcpConnectFailures, tcpBytes                         *prometheus.Desc
 }
 
 func newStateCollector(snap func() Snapshot) *stateCollector {
 	pb := []string{"pool", "backend"}
 	mod := moduleLabels
 	return &stateCollector{
-		snap:              snap,
-		listenerConns:     prometheus.NewDesc("wproxy_listener_connections", "Client connections open now.", []string{"listener"}, nil),
-		poolPanic:         prometheus.NewDesc("wproxy_pool_panic", "1 while the pool is in panic mode: too few backends looked healthy, so all get traffic.", []string{"pool"}, nil),
-		poolInFlight:      prometheus.NewDesc("wproxy_pool_requests_in_flight", "Requests in flight through the pool.", []string{"pool"}, nil),
-		backendHealth:     prometheus.NewDesc("wproxy_backend_health", "1 for the backend's health state as active checks see it, 0 for the others.", []string{"pool", "backend", "state"}, nil),
-		backendEjected:    prometheus.NewDesc("wproxy_backend_ejected", "1 while passive checks keep the backend out.", pb, nil),
-		backendEjections:  prometheus.NewDesc("wproxy_backend_ejections_total", "Ejections by passive checks.", pb, nil),
-		backendInFlight:   prometheus.NewDesc("wproxy_backend_requests_in_flight", "Requests in flight to the backend.", pb, nil),
-		backendPicks:      prometheus.NewDesc("wproxy_backend_picks_total", "Requests the pool's policy sent to the backend.", pb, nil),
-		connsOpen:         prometheus.NewDesc("wproxy_upstream_connections", "Connections to the backend open now, by state (active: serving a request; idle: pooled).", []string{"pool", "backend", "state"}, nil),
-		connsCreated:      prometheus.NewDesc("wproxy_upstream_connections_created_total", "Connections dialed to the backend.", pb, nil),
-		connsReused:       prometheus.NewDesc("wproxy_upstream_connection_reuses_total", "Requests sent on a pooled connection that had served one before.", pb, nil),
-		moduleCalls:       prometheus.NewDesc("wproxy_module_calls_total", "Calls into the module: picks, or health evaluations.", mod, nil),
-		moduleFailures:    prometheus.NewDesc("wproxy_module_call_failures_total", "Calls that trapped, ran past their time budget or answered nonsense; the instance is replaced.", mod, nil),
-		moduleFallbacks:   prometheus.NewDesc("wproxy_module_fallbacks_total", "Answers the fallback gave because the module failed.", mod, nil),
-		moduleInstances:   prometheus.NewDesc("wproxy_module_instances", "Module instances alive now.", mod, nil),
-		reloads:           prometheus.NewDesc("wproxy_reloads_total", "Configuration reloads, by result (ok or rejected).", []string{"result"}, nil),
-		lastReload:        prometheus.NewDesc("wproxy_config_last_reload_successful", "1 when the last reload was accepted (or none was tried), 0 when it was rejected.", nil, nil),
-		discoveryUp:       prometheus.NewDesc("wproxy_discovery_up", "1 when the discovery source's last look succeeded, 0 while it fails (the pool keeps its last good set).", []string{"pool", "source"}, nil),
-		discoveryBackends: prometheus.NewDesc("wproxy_discovery_backends", "Backends in the discovery source's last good set.", []string{"pool", "source"}, nil),
-		discoveryUpdates:  prometheus.NewDesc("wproxy_discovery_updates_total", "Changes of the discovery source's set.", []string{"pool", "source"}, nil),
-		discoveryErrors:   prometheus.NewDesc("wproxy_discovery_errors_total", "Looks at the discovery source that failed.", []string{"pool", "source"}, nil),
+		snap:               snap,
+		listenerConns:      prometheus.NewDesc("wproxy_listener_connections", "Client connections open now.", []string{"listener"}, nil),
+		poolPanic:          prometheus.NewDesc("wproxy_pool_panic", "1 while the pool is in panic mode: too few backends looked healthy, so all get traffic.", []string{"pool"}, nil),
+		poolInFlight:       prometheus.NewDesc("wproxy_pool_requests_in_flight", "Requests in flight through the pool.", []string{"pool"}, nil),
+		backendHealth:      prometheus.NewDesc("wproxy_backend_health", "1 for the backend's health state as active checks see it, 0 for the others.", []string{"pool", "backend", "state"}, nil),
+		backendEjected:     prometheus.NewDesc("wproxy_backend_ejected", "1 while passive checks keep the backend out.", pb, nil),
+		backendEjections:   prometheus.NewDesc("wproxy_backend_ejections_total", "Ejections by passive checks.", pb, nil),
+		backendInFlight:    prometheus.NewDesc("wproxy_backend_requests_in_flight", "Requests in flight to the backend.", pb, nil),
+		backendPicks:       prometheus.NewDesc("wproxy_backend_picks_total", "Requests the pool's policy sent to the backend.", pb, nil),
+		connsOpen:          prometheus.NewDesc("wproxy_upstream_connections", "Connections to the backend open now, by state (active: serving a request; idle: pooled).", []string{"pool", "backend", "state"}, nil),
+		connsCreated:       prometheus.NewDesc("wproxy_upstream_connections_created_total", "Connections dialed to the backend.", pb, nil),
+		connsReused:        prometheus.NewDesc("wproxy_upstream_connection_reuses_total", "Requests sent on a pooled connection that had served one before.", pb, nil),
+		moduleCalls:        prometheus.NewDesc("wproxy_module_calls_total", "Calls into the module: picks, or health evaluations.", mod, nil),
+		moduleFailures:     prometheus.NewDesc("wproxy_module_call_failures_total", "Calls that trapped, ran past their time budget or answered nonsense; the instance is replaced.", mod, nil),
+		moduleFallbacks:    prometheus.NewDesc("wproxy_module_fallbacks_total", "Answers the fallback gave because the module failed.", mod, nil),
+		moduleInstances:    prometheus.NewDesc("wproxy_module_instances", "Module instances alive now.", mod, nil),
+		reloads:            prometheus.NewDesc("wproxy_reloads_total", "Configuration reloads, by result (ok or rejected).", []string{"result"}, nil),
+		lastReload:         prometheus.NewDesc("wproxy_config_last_reload_successful", "1 when the last reload was accepted (or none was tried), 0 when it was rejected.", nil, nil),
+		tcpAccepted:        prometheus.NewDesc("wproxy_tcp_connections_total", "Client connections a tcp listener accepted.", []string{"listener"}, nil),
+		tcpConnectFailures: prometheus.NewDesc("wproxy_tcp_connect_failures_total", "Backend connects that failed for a tcp listener (each retried on another backend when one is left).", []string{"listener"}, nil),
+		tcpBytes:           prometheus.NewDesc("wproxy_tcp_bytes_total", "Bytes a tcp listener copied, by direction (in: client to backend, out: backend to client).", []string{"listener", "direction"}, nil),
+		discoveryUp:        prometheus.NewDesc("wproxy_discovery_up", "1 when the discovery source's last look succeeded, 0 while it fails (the pool keeps its last good set).", []string{"pool", "source"}, nil),
+		discoveryBackends:  prometheus.NewDesc("wproxy_discovery_backends", "Backends in the discovery source's last good set.", []string{"pool", "source"}, nil),
+		discoveryUpdates:   prometheus.NewDesc("wproxy_discovery_updates_total", "Changes of the discovery source's set.", []string{"pool", "source"}, nil),
+		discoveryErrors:    prometheus.NewDesc("wproxy_discovery_errors_total", "Looks at the discovery source that failed.", []string{"pool", "source"}, nil),
 	}
 }
 
@@ -117,6 +129,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.moduleCalls, c.moduleFailures, c.moduleFallbacks, c.moduleInstances,
 		c.reloads, c.lastReload,
 		c.discoveryUp, c.discoveryBackends, c.discoveryUpdates, c.discoveryErrors,
+		c.tcpAccepted, c.tcpConnectFailures, c.tcpBytes,
 	} {
 		ch <- d
 	}
@@ -132,6 +145,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range s.Listeners {
 		gauge(c.listenerConns, float64(l.Conns), l.Name)
+		if t := l.TCP; t != nil {
+			counter(c.tcpAccepted, t.Accepted, l.Name)
+			counter(c.tcpConnectFailures, t.ConnectFailures, l.Name)
+			counter(c.tcpBytes, t.BytesIn, l.Name, "in")
+			counter(c.tcpBytes, t.BytesOut, l.Name, "out")
+		}
 	}
 	for _, p := range s.Pools {
 		gauge(c.poolPanic, boolValue(p.Panic), p.Name)

@@ -25,7 +25,12 @@ func (s *Server) snapshot() metrics.Snapshot {
 	var snap metrics.Snapshot
 	s.mu.Lock()
 	for _, l := range s.listeners {
-		snap.Listeners = append(snap.Listeners, metrics.ListenerState{Name: l.name, Conns: l.conns()})
+		ls := metrics.ListenerState{Name: l.name, Conns: l.conns()}
+		if l.tcp != nil {
+			st := l.tcp.Stats()
+			ls.TCP = &metrics.TCPState{Accepted: st.Accepted, ConnectFailures: st.ConnectFailures, BytesIn: st.BytesIn, BytesOut: st.BytesOut}
+		}
+		snap.Listeners = append(snap.Listeners, ls)
 	}
 	s.mu.Unlock()
 	for _, name := range g.cfg.PoolNames() {

@@ -68,6 +68,7 @@ listeners:
 pools:
   two: {backends: [{address: %s}, {address: %s}], health: {passive: {disable: true}}}
   one: {backends: [{address: %s}]}
+admin: {address: "127.0.0.1:0"}
 `, addr, pool, a, b, c)
 	}
 	dir := t.TempDir()
@@ -84,6 +85,16 @@ pools:
 	if seen["a"] != 5 || seen["b"] != 5 {
 		t.Fatalf("round robin over two: %v", seen)
 	}
+	// "hello N\n" is 8 bytes in; "a hello N\n" 10 bytes out. The proxy
+	// counts a connection's bytes as it finishes it.
+	var accepted, in, out float64
+	waitFor(t, "the tcp metrics", func() bool {
+		fams := scrape(t, srv)
+		accepted, _ = metricValue(fams, "wproxy_tcp_connections_total", nil)
+		in, _ = metricValue(fams, "wproxy_tcp_bytes_total", labels("direction", "in"))
+		out, _ = metricValue(fams, "wproxy_tcp_bytes_total", labels("direction", "out"))
+		return accepted == 10 && in == 80 && out == 100
+	})
 	if err := srv.Reload(t.Context(), parseConfig(t, dir, conf("one"))); err != nil {
 		t.Fatal(err)
 	}
