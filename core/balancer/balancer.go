@@ -311,12 +311,19 @@ func (p *Pool) Pick(r *http.Request, now time.Time) (*Backend, error) {
 			return nil, ErrNoBackend
 		}
 	}
+	return p.count(b, counted), nil
+}
+
+// count counts a request (or connection) sent to b in its in-flight figure
+// (unless the module already did: counted) and the pool's, and in b's
+// requests.
+func (p *Pool) count(b *Backend, counted bool) *Backend {
 	if !counted {
 		b.inflight.Add(1)
 	}
 	p.inflight.Add(1)
 	b.requests.Add(1)
-	return b, nil
+	return b
 }
 
 // PickSampleEvery is how often a pick is timed for ObservePick.
@@ -440,10 +447,5 @@ func (p *Pool) PickConn(hash uint64, hashed bool, attrs ConnAttrs, not *Backend,
 		}
 		b, counted = set[(slices.Index(set, not)+1)%len(set)], false
 	}
-	if !counted {
-		b.inflight.Add(1)
-	}
-	p.inflight.Add(1)
-	b.requests.Add(1)
-	return b, nil
+	return p.count(b, counted), nil
 }

@@ -165,10 +165,5 @@ func (p *Pool) PickOther(r *http.Request, now time.Time, not *Backend) (*Backend
 		i := slices.Index(set, not)
 		b, counted = set[(i+1)%len(set)], false
 	}
-	if !counted {
-		b.inflight.Add(1)
-	}
-	p.inflight.Add(1)
-	b.requests.Add(1)
-	return b, nil
+	return p.count(b, counted), nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,15 +301,7 @@ func (a *AdapterLooker) Look(ctx context.Context) ([]config.Backend, bool, error
 			set[i].Meta = nil
 		}
 	}
-	slices.SortFunc(set, func(x, y config.Backend) int {
-		switch {
-		case x.Address < y.Address:
-			return -1
-		case x.Address > y.Address:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(set, func(x, y config.Backend) int { return strings.Compare(x.Address, y.Address) })
 	changed = !reflect.DeepEqual(set, a.last)
 	a.last = set
 	return set, changed, nil

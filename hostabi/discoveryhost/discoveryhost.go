@@ -268,9 +268,11 @@ func hostHTTP(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	a.requests++
-	res := a.do(req)
+	var res *wire.FetchResult
 	if a.requests > maxRequests {
 		res = &wire.FetchResult{Error: fmt.Sprintf("more than %d requests in one poll", maxRequests)}
+	} else {
+		res = a.do(req)
 	}
 	enc, err := wire.AppendFetchResult(nil, res)
 	if err != nil {
@@ -282,9 +284,6 @@ func hostHTTP(ctx context.Context, m api.Module, stack []uint64) {
 
 // do makes a request; a failure before a response is a result with status 0.
 func (a *Adapter) do(r *wire.FetchRequest) *wire.FetchResult {
-	if a.requests > maxRequests {
-		return nil
-	}
 	timeout := a.opts.Timeout
 	if t := time.Duration(r.TimeoutMS) * time.Millisecond; t > 0 && t < timeout {
 		timeout = t

@@ -320,9 +320,6 @@ func instrument(wasm []byte) (*instrumented, error) {
 			c = append(c, yieldSig...)
 		case secImport:
 			n, _ := sr.u32()
-			if err = refuseSandboxImports(&reader{b: s.content}); err != nil {
-				return nil, fmt.Errorf("import section: %w", err)
-			}
 			c = append(appendU32(nil, n+1), s.content[sr.off:]...)
 			c = appendYieldImport(c, yieldType)
 		case secGlobal:
@@ -416,55 +413,6 @@ func appendSandboxExports(dst []byte, n, fuel uint32, start int64) []byte {
 		dst = appendU32(dst, uint32(start))
 	}
 	return dst
-}
-
-// refuseSandboxImports refuses a module that imports from the sandbox's
-// module itself.
-func refuseSandboxImports(r *reader) error {
-	n, err := r.u32()
-	if err != nil {
-		return err
-	}
-	for range n {
-		mod, err := r.name()
-		if err != nil {
-			return err
-		}
-		if mod == SandboxModule {
-			return fmt.Errorf("imports from %s, the host's sandbox module", SandboxModule)
-		}
-		if _, err := r.name(); err != nil {
-			return err
-		}
-		kind, err := r.byte()
-		if err != nil {
-			return err
-		}
-		switch kind {
-		case 0x00:
-			_, err = r.u32()
-		case 0x01:
-			if _, err = r.byte(); err == nil {
-				err = skipLimits(r)
-			}
-		case 0x02:
-			err = skipLimits(r)
-		case 0x03:
-			if _, err = r.byte(); err == nil {
-				_, err = r.byte()
-			}
-		case 0x04:
-			if _, err = r.byte(); err == nil {
-				_, err = r.u32()
-			}
-		default:
-			return fmt.Errorf("unknown import kind %#x", kind)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // renumber shifts the indices of the module's own functions by one, past
@@ -709,15 +657,20 @@ func (rw *renumber) nameSection(content []byte, off int) ([]byte, error) {
 	return dst, nil
 }
 
-// countImports returns how many functions and globals a module imports.
+// countImports returns how many functions and globals a module imports. It
+// refuses imports from the sandbox's own module.
 func countImports(r *reader) (funcs, globals uint32, err error) {
 	n, err := r.u32()
 	if err != nil {
 		return 0, 0, err
 	}
 	for range n {
-		if _, err := r.name(); err != nil {
+		mod, err := r.name()
+		if err != nil {
 			return 0, 0, err
+		}
+		if mod == SandboxModule {
+			return 0, 0, fmt.Errorf("imports from %s, the host's sandbox module", SandboxModule)
 		}
 		if _, err := r.name(); err != nil {
 			return 0, 0, err
