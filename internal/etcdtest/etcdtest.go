@@ -6,35 +6,25 @@
 package etcdtest
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wproxy/wproxy/internal/testproc"
 )
 
-// Server is one etcd member.
+// Server is one etcd member. Stop kills it (an outage); Restart starts it
+// again on the same ports and data.
 type Server struct {
 	// URL is the client URL, e.g. http://127.0.0.1:PORT.
 	URL string
 
-	tb       testing.TB
-	dir      string
-	peerURL  string
-	args     []string
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stderr   *bytes.Buffer
-	scheme   string
-	ready    func() error
-	disabled bool
+	testproc.Process
 }
 
 // Options change how the server runs.
@@ -54,31 +44,34 @@ func Start(tb testing.TB, opts Options) *Server {
 	if err != nil {
 		tb.Fatal("etcd is not installed; run `make deps` (Debian package etcd-server)")
 	}
-	s := &Server{tb: tb, dir: tb.TempDir(), scheme: "http"}
+	s := &Server{}
+	s.Name, s.Timeout = "etcd", 30*time.Second
+	dir := tb.TempDir()
+	scheme := "http"
 	if opts.CertFile != "" {
-		s.scheme = "https"
+		scheme = "https"
 	}
-	client, peer := freePort(tb), freePort(tb)
-	s.URL = fmt.Sprintf("%s://127.0.0.1:%d", s.scheme, client)
-	s.peerURL = fmt.Sprintf("http://127.0.0.1:%d", peer)
-	s.args = []string{
-		"--name", "test", "--data-dir", filepath.Join(s.dir, "data"),
+	client, peer := testproc.FreePort(tb), testproc.FreePort(tb)
+	s.URL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	args := []string{bin,
+		"--name", "test", "--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", s.URL, "--advertise-client-urls", s.URL,
-		"--listen-peer-urls", s.peerURL, "--initial-advertise-peer-urls", s.peerURL,
-		"--initial-cluster", "test=" + s.peerURL, "--initial-cluster-state", "new",
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "test=" + peerURL, "--initial-cluster-state", "new",
 		"--log-level", "warn", "--logger", "zap",
 	}
 	if opts.CertFile != "" {
-		s.args = append(s.args, "--cert-file", opts.CertFile, "--key-file", opts.KeyFile)
+		args = append(args, "--cert-file", opts.CertFile, "--key-file", opts.KeyFile)
 		if opts.ClientCA != "" {
-			s.args = append(s.args, "--client-cert-auth", "--trusted-ca-file", opts.ClientCA)
+			args = append(args, "--client-cert-auth", "--trusted-ca-file", opts.ClientCA)
 		}
 	}
-	s.args = append([]string{bin}, s.args...)
+	s.Args = args
 	if opts.Ready != nil {
-		s.ready = func() error { return opts.Ready(s.URL) }
+		s.Ready = func() error { return opts.Ready(s.URL) }
 	} else {
-		s.ready = func() error {
+		s.Ready = func() error {
 			resp, err := http.Get(s.URL + "/health")
 			if err != nil {
 				return err
@@ -90,59 +83,8 @@ func Start(tb testing.TB, opts Options) *Server {
 			return nil
 		}
 	}
-	tb.Cleanup(s.Stop)
-	s.Restart()
+	s.Start(tb)
 	return s
-}
-
-// Restart starts the server again after Stop, on the same ports and data.
-func (s *Server) Restart() {
-	s.tb.Helper()
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return
-	}
-	cmd := exec.Command(s.args[0], s.args[1:]...)
-	s.stderr = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = s.stderr, s.stderr
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
-		s.tb.Fatal(err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	done := s.done
-	go func() { cmd.Wait(); close(done) }()
-	s.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.ready()
-		if err == nil {
-			return
-		}
-		select {
-		case <-done:
-			s.tb.Fatalf("etcd exited: %s", s.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.tb.Fatalf("etcd not ready after 30s: %v\n%s", err, s.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Stop stops the server (SIGKILL: an outage, not a shutdown) and waits for
-// it to exit.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
 }
 
 // Ctl runs etcdctl against the server and returns its output.
@@ -151,13 +93,4 @@ func (s *Server) Ctl(args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
-}
-
-func freePort(tb testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

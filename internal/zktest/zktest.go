@@ -7,7 +7,6 @@ package zktest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -15,27 +14,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wproxy/wproxy/internal/testproc"
 )
 
 // Jars is where the zookeeper package puts its jar; its manifest names the
 // jars it needs.
 var Jars = []string{"/usr/share/java/zookeeper.jar"}
 
-// Server is one standalone ZooKeeper server.
+// Server is one standalone ZooKeeper server. Stop kills it (an outage);
+// Restart starts it again on the same port and data.
 type Server struct {
 	// Addr is the client address, 127.0.0.1:PORT.
 	Addr string
 
-	tb     testing.TB
-	dir    string
-	args   []string
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	output *bytes.Buffer
+	testproc.Process
 }
 
 // Start starts a ZooKeeper server and waits until it serves. It fails the
@@ -57,10 +52,12 @@ func Start(tb testing.TB) *Server {
 	if _, err := os.Stat("/usr/share/java/slf4j-simple.jar"); err == nil {
 		cp = append(cp, "/usr/share/java/slf4j-simple.jar")
 	}
-	s := &Server{tb: tb, dir: tb.TempDir()}
-	port := freePort(tb)
+	s := &Server{}
+	s.Name, s.Dir, s.Timeout = "zookeeper", tb.TempDir(), 60*time.Second
+	s.Ready = s.ready
+	port := testproc.FreePort(tb)
 	s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-	cfg := filepath.Join(s.dir, "zoo.cfg")
+	cfg := filepath.Join(s.Dir, "zoo.cfg")
 	conf := fmt.Sprintf(`tickTime=500
 initLimit=10
 syncLimit=5
@@ -72,11 +69,11 @@ admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok
 forceSync=no
 preAllocSize=1024
-`, filepath.Join(s.dir, "data"), port)
+`, filepath.Join(s.Dir, "data"), port)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	s.args = []string{java,
+	s.Args = []string{java,
 		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
 		"-Dzookeeper.admin.enableServer=false",
@@ -85,7 +82,7 @@ preAllocSize=1024
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg,
 	}
 	tb.Cleanup(s.Stop)
-	s.Restart()
+	s.Start(tb)
 	return s
 }
 
@@ -93,45 +90,6 @@ func slicesCopy(s []string) []string { return append([]string(nil), s...) }
 
 // Servers returns the client address as a one-element server list.
 func (s *Server) Servers() []string { return []string{s.Addr} }
-
-// Restart starts the server again after Stop, on the same port and data.
-func (s *Server) Restart() {
-	s.tb.Helper()
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return
-	}
-	cmd := exec.Command(s.args[0], s.args[1:]...)
-	cmd.Dir = s.dir
-	s.output = &bytes.Buffer{}
-	out := &lockedWriter{b: s.output}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
-		s.tb.Fatal(err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	done := s.done
-	go func() { cmd.Wait(); close(done) }()
-	s.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := s.ready()
-		if err == nil {
-			return
-		}
-		select {
-		case <-done:
-			s.tb.Fatalf("zookeeper exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.tb.Fatalf("zookeeper not ready after 60s: %v\n%s", err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // ready asks the server "srvr" and wants a Mode line: a server that is up
 // but not serving yet says so instead.
@@ -161,43 +119,4 @@ func (s *Server) FourLetter(cmd string) (string, error) {
 	var b strings.Builder
 	_, err = io.Copy(&b, bufio.NewReader(c))
 	return b.String(), err
-}
-
-// Stop stops the server (SIGKILL: an outage, not a shutdown) and waits for
-// it to exit.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func freePort(tb testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
